@@ -1,0 +1,156 @@
+"""The endpoint the browser posts to, plus /health and /metrics.
+
+Checks run cheapest and most protective first: Origin, on/off, content type, size, JSON, then
+per-record validation. Only the body and a few named headers (Origin, Host, Sec-GPC, DNT,
+Content-Type, Content-Length) are ever read from a request, and none of them is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from .data import to_data
+from .metrics import render
+from .policy import first_off, request_decision
+from .schema import EnvelopeError, validate_batch
+
+if TYPE_CHECKING:
+    from .app import Relay
+
+ENDPOINT = "/ajax-api/3.0/mlflow/ui-telemetry"
+ACCEPTED_TYPES = ("application/json", "text/plain")
+RETRY_AFTER_FULL = 60
+
+bp = Blueprint("ui_telemetry_api", __name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, reason: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+        self.headers = headers or {}
+
+
+def relay() -> Relay:
+    return current_app.extensions["ui_telemetry"]
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    resp = jsonify(status="error", error=message)
+    resp.status_code = status
+    resp.headers.update(headers or {})
+    return resp
+
+
+@bp.errorhandler(ApiError)
+def _api_error(err: ApiError) -> Response:
+    relay().spool.count([("requests_rejected", err.reason, 1)])
+    return error_response(err.status, err.message, err.headers)
+
+
+def _netloc(scheme: str, host: str) -> str:
+    host = host.lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme, "")
+    return host.removesuffix(default) if default else host
+
+
+def _check_origin(allowed: tuple[str, ...]) -> None:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return  # not a browser's cross-site request (curl, a server, a same-origin beacon)
+    if origin.rstrip("/") in allowed:
+        return
+    parts = urlsplit(origin)
+    scheme = parts.scheme.lower()
+    if parts.netloc and _netloc(scheme, parts.netloc) == _netloc(scheme, request.host):
+        return
+    raise ApiError(403, "cross-site telemetry is refused: the page that sent this is not served "
+                        "by this host and its origin is not listed in RELAY_CORS_ORIGINS",
+                   "cross_origin")
+
+
+def _read_body(max_bytes: int) -> Any:
+    if request.mimetype not in ACCEPTED_TYPES:
+        raise ApiError(415, "send the batch as application/json or text/plain (JSON text), "
+                            f"not {request.mimetype or 'a body without a Content-Type'}",
+                       "unsupported_media_type")
+    too_large = ApiError(413, f"the body is larger than {max_bytes // 1024} KiB; "
+                              "send fewer records per request", "too_large")
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise too_large
+    raw = request.stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise too_large
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "the body is not valid UTF-8 text", "invalid_encoding") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ApiError(400, "the body is not usable JSON: it is nested too deeply",
+                       "invalid_json") from None
+    except ValueError as err:  # JSONDecodeError, and ints past Python's digit limit
+        where = f" (line {err.lineno}, column {err.colno})" if hasattr(err, "lineno") else ""
+        raise ApiError(400, f"the body is not valid JSON{where}", "invalid_json") from None
+
+
+@bp.get(ENDPOINT)
+def get_config() -> Response:
+    r = relay()
+    state = r.remote.get()
+    decision = first_off(r.server_decision(), request_decision(request.headers))
+    return jsonify(disable_ui_telemetry=not decision.enabled,
+                   disable_ui_events=state.disabled_events,
+                   ui_rollout_percentage=state.rollout_percentage)
+
+
+@bp.post(ENDPOINT)
+def post_records() -> Response:
+    r = relay()
+    cfg = r.config
+    _check_origin(cfg.cors_origins)
+    decision = first_off(r.server_decision(), request_decision(request.headers))
+    if not decision.enabled:
+        r.spool.count([("disabled", decision.source or "server", 1)])
+        return jsonify(status="disabled")
+    body = _read_body(cfg.max_body_bytes)
+    try:
+        batch = validate_batch(body, cfg.max_records_per_request)
+    except EnvelopeError as err:
+        raise ApiError(400, str(err), "invalid_envelope") from None
+    if r.spool.depth_upper_bound() + len(batch.records) > cfg.spool_max_records:
+        raise ApiError(503, "the relay's spool is full because the upstream is not taking "
+                            "records; try again later", "spool_full",
+                       {"Retry-After": str(RETRY_AFTER_FULL)})
+    items = []
+    for record in batch.records:
+        # Relay-assigned when the browser gave none; stored, so every retry upstream reuses it.
+        record["event_id"] = record["event_id"] or str(uuid.uuid4())
+        data = to_data(record, r.server_info)
+        items.append((record["event_id"], json.dumps(data, separators=(",", ":"))))
+    rejected = [("rejected", reason, 1) for reason in batch.rejected]
+    r.spool.store(items, rejected)
+    return jsonify(status="success", accepted=len(batch.records), rejected=len(batch.rejected))
+
+
+@bp.get("/health")
+def health() -> Response:
+    r = relay()
+    r.spool.depth_upper_bound()  # proves the spool can be read
+    return jsonify(status="ok", telemetry="on" if r.server_decision().enabled else "off")
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    r = relay()
+    return Response(render(r.spool, lambda: r.server_decision().enabled),
+                    mimetype="text/plain; version=0.0.4")

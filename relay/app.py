@@ -1,0 +1,99 @@
+"""The app factory and the extension object that holds the relay's parts."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, request
+from flask_cors import CORS
+from werkzeug.exceptions import HTTPException
+
+from . import api, pages
+from .config import Config, load_config
+from .data import ServerInfo
+from .forwarder import Forwarder
+from .policy import Decision, environment_decision, first_off, remote_decision
+from .remote_config import RemoteConfig
+from .spool import Spool
+
+log = logging.getLogger("relay")
+
+
+class Relay:
+    """Everything the relay owns, kept on app.extensions["ui_telemetry"]: no module globals."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.spool = Spool(config.spool_path)
+        self.server_info = ServerInfo.load(config.data_dir)
+        self.remote = RemoteConfig(config)
+        self.forwarder = Forwarder(self.spool, config, self.remote, self.server_decision)
+
+    def server_decision(self) -> Decision:
+        """On or off for the whole server: environment first, then the remote config."""
+        env = environment_decision()
+        if not env.enabled:
+            return env
+        state = self.remote.get()
+        return first_off(remote_decision(state.values, state.error))
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions["ui_telemetry"] = self
+        prefix = self.config.static_prefix
+        app.register_blueprint(api.bp, url_prefix=prefix or None)
+        pages.init_app(app, self)
+        if self.config.cors_origins:
+            CORS(app, origins=list(self.config.cors_origins), methods=["GET", "POST"],
+                 resources={f"{prefix}{api.ENDPOINT}": {}}, allow_headers=["Content-Type"],
+                 supports_credentials=False)
+
+        @app.before_request
+        def _start_forwarder() -> None:
+            # Outside gunicorn (flask run, an embedding app) nothing else starts it; in
+            # gunicorn post_worker_init already did, and this is a cheap no-op.
+            if app.config.get("UI_TELEMETRY_FORWARDER", True):
+                self.forwarder.start()
+
+
+def _json_errors(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException) -> Any:
+        if pages.wants_html():
+            return pages.error_page(err.code or 500, err.description or "")
+        resp = api.error_response(err.code or 500, _plain(err))
+        if err.code == 405 and err.valid_methods:  # type: ignore[attr-defined]
+            resp.headers["Allow"] = ", ".join(err.valid_methods)  # type: ignore[attr-defined]
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception) -> Response:
+        # Only the type and place, never the message: it could echo a request's content.
+        tb = err.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else "?"
+        log.error("internal error %s at %s on %s %s", type(err).__name__, where,
+                  request.method, request.path)
+        return api.error_response(500, "the relay hit an internal error; nothing was stored "
+                                       "from this request")
+
+
+def _plain(err: HTTPException) -> str:
+    return {
+        404: "there is nothing at this address",
+        405: f"this address does not accept {request.method}",
+        413: "the body is too large",
+    }.get(err.code or 0, err.description or (err.name or "error").lower())
+
+
+def create_app(config: Config | None = None, *, start_forwarder: bool = True,
+               **overrides: Any) -> Flask:
+    """Build the served UI and the relay. `overrides` replace single Config fields (tests)."""
+    config = config or load_config(**overrides)
+    app = Flask(__name__, template_folder=pages.TEMPLATE_DIR, static_folder=None)
+    app.config["UI_TELEMETRY_FORWARDER"] = start_forwarder
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    Relay(config).init_app(app)
+    _json_errors(app)
+    return app

@@ -1,0 +1,154 @@
+"""`ui-telemetry serve | status | inspect`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from .config import SETTINGS, Config, ConfigError, load_config
+from .policy import environment_decision, first_off, remote_decision
+from .remote_config import RemoteConfig
+from .sinks import file_url_path
+from .spool import Spool
+
+
+def _settings_epilog() -> str:
+    lines = ["environment variables (read at start; opt-out switches on every request):"]
+    for s in SETTINGS:
+        default = f" [default: {s.default}]" if s.default else ""
+        lines.append(f"  {s.env}{default}\n      {s.help}")
+    lines.append("  MLFLOW_DISABLE_TELEMETRY, DO_NOT_TRACK\n      true/1/yes switches all "
+                 "telemetry off, without a restart.")
+    return "\n".join(lines)
+
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    print(f"ui-telemetry: serving on http://{args.host}:{args.port}{config.static_prefix}/ "
+          f"with {args.workers} worker(s)", file=sys.stderr)
+    print(f"ui-telemetry: data directory {config.data_dir}; records go to "
+          f"{config.local_ingestion_url if not config.config_url else 'the remote config'}",
+          file=sys.stderr)
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:relay.gunicorn_conf",
+            "--bind", f"{args.host}:{args.port}", "--workers", str(args.workers),
+            "--graceful-timeout", str(args.graceful_timeout), "--timeout", "30",
+            "relay.app:create_app()"]
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)  # noqa: S606 - replace this process with gunicorn
+    return 0  # not reached
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    remote = RemoteConfig(config)
+    state = remote.get()
+    decision = first_off(environment_decision(), remote_decision(state.values, state.error))
+    spool = Spool(config.spool_path)
+    depth = spool.depth()
+    oldest = spool.oldest()
+    upstream = state.ingestion_url or config.local_ingestion_url
+    last_error = spool.get_state("last_error")
+    report = {
+        "telemetry": "on" if decision.enabled else "off",
+        "reason": decision.reason,
+        "config_source": f"remote ({remote.url})" if remote.url else "local (environment)",
+        "upstream": upstream,
+        "data_dir": str(config.data_dir),
+        "spool_depth": depth,
+        "oldest_waiting": None if oldest is None else _age(time.time() - oldest),
+        "last_delivery_error": last_error,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"telemetry:      {decision.words}")
+    print(f"config source:  {report['config_source']}")
+    print(f"upstream:       {upstream}")
+    print(f"data directory: {config.data_dir}")
+    waiting = f"{depth} record(s) waiting"
+    if oldest is not None:
+        waiting += f", oldest received {report['oldest_waiting']} ago"
+    print(f"spool:          {waiting}")
+    if isinstance(last_error, dict):
+        when = _age(time.time() - float(last_error.get("at", time.time())))
+        print(f"last error:     {last_error.get('detail')} ({when} ago)")
+    else:
+        print("last error:     none")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace, config: Config) -> int:
+    upstream = config.local_ingestion_url
+    if not args.waiting and upstream.startswith("file://"):
+        path = file_url_path(upstream)
+        if not path.exists():
+            print(f"ui-telemetry: nothing forwarded yet ({path} does not exist); "
+                  "use --waiting for records still in the spool", file=sys.stderr)
+            return 0
+        with open(path, encoding="utf-8") as f:
+            lines = deque((line for line in f if line.strip()), maxlen=args.last or None)
+        for line in lines:
+            sys.stdout.write(line if line.endswith("\n") else line + "\n")
+        return 0
+    if not args.waiting:
+        print(f"ui-telemetry: forwarded records went to {upstream}; showing the spool",
+              file=sys.stderr)
+    spool = Spool(config.spool_path)
+    for row in spool.last(args.last or 1_000_000_000):
+        print(row.data)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ui-telemetry", description="Minimal, honest UI telemetry: the relay and served UI.",
+        epilog=_settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the UI and the relay under gunicorn",
+                           epilog=_settings_epilog(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
+    serve.add_argument("--port", type=int, default=5000, help="port [5000]")
+    serve.add_argument("--workers", type=int, default=1, help="gunicorn workers [1]")
+    serve.add_argument("--graceful-timeout", type=int, default=30,
+                       help="seconds to drain the spool on SIGTERM [30]")
+    status = sub.add_parser("status", help="on or off and why; upstream; spool depth")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    inspect = sub.add_parser("inspect", help="print forwarded (file sink) or waiting records")
+    inspect.add_argument("--last", type=int, default=0, metavar="N",
+                         help="only the last N records")
+    inspect.add_argument("--waiting", action="store_true",
+                         help="records still in the spool, not yet forwarded")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "workers", 1) < 1:
+        print("ui-telemetry: --workers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        config = load_config()
+    except ConfigError as err:
+        print(f"ui-telemetry: configuration error: {err}", file=sys.stderr)
+        return 2
+    command = {"serve": cmd_serve, "status": cmd_status, "inspect": cmd_inspect}[args.command]
+    try:
+        return command(args, config)
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Configuration, read once from the environment into one immutable object.
+
+Only `policy.py` reads the environment again (on every request), because the opt-out switches
+must work without a restart. Everything else receives this object.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+
+class ConfigError(ValueError):
+    """A setting has a value the relay cannot use; the message names the variable."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def _duration(name: str, raw: str) -> float:
+    match = _DURATION.match(raw)
+    if not match:
+        raise ConfigError(f"{name}={raw!r} is not a duration: use seconds or a number with "
+                          "s, m, h or d (for example 30s, 5m, 7d)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _int_in(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name}={value} is out of range: use {low} to {high}")
+        return value
+
+    return parse
+
+
+def _bool(name: str, raw: str) -> bool:
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _csv(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _prefix(name: str, raw: str) -> str:
+    raw = raw.strip().strip("/")
+    if raw and not re.fullmatch(r"[A-Za-z0-9_.~/-]+", raw):
+        raise ConfigError(f"{name}={raw!r} may hold only letters, digits and - _ . ~ /")
+    return f"/{raw}" if raw else ""
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        raw = raw.strip()
+        if raw and not raw.lower().startswith(tuple(f"{s}://" for s in schemes)):
+            raise ConfigError(f"{name}={raw!r} must start with " + " or ".join(
+                f"{s}://" for s in schemes))
+        return raw
+
+    return parse
+
+
+def _text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    default: str
+    parse: Callable[[str, str], Any]
+    help: str
+
+
+# The one list of settings: `ui-telemetry serve --help`, the README table and the tests use it.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("RELAY_DATA_DIR", "", _text,
+            "Directory for the spool, the file sink and the relay's installation id. "
+            "Default: the platform's user data directory (~/.local/share/ui-telemetry on Linux)."),
+    Setting("RELAY_INGESTION_URL", "", _url(("http", "https", "file")),
+            "Where records go: http(s):// upstream in MLflow's format, or file:///path.jsonl. "
+            "Default: file://<data dir>/forwarded.jsonl (nothing leaves the machine)."),
+    Setting("RELAY_CONFIG_URL", "", _url(("http", "https")),
+            "Remote config in MLflow's shape; may contain {version}. Unset: local config. "
+            "Unreachable: telemetry off (fail closed)."),
+    Setting("RELAY_STATIC_PREFIX", "", _prefix,
+            "URL prefix for every route, like `mlflow server --static-prefix`."),
+    Setting("RELAY_CORS_ORIGINS", "", _csv,
+            "Comma-separated origins allowed to POST cross-site (CORS). Empty: same origin only."),
+    Setting("RELAY_UI_ROLLOUT_PERCENTAGE", "100", _int_in(0, 100),
+            "Share of browser sessions that send telemetry (local config)."),
+    Setting("RELAY_DISABLE_UI_EVENTS", "", _csv,
+            "Comma-separated componentIds the browser never sends (local config)."),
+    Setting("RELAY_UI_FLUSH_INTERVAL_MS", "5000", _int_in(100, 600_000),
+            "How often the browser module sends its queue."),
+    Setting("RELAY_SPOOL_MAX_AGE", "7d", _duration,
+            "Records waiting longer than this are dropped (and counted)."),
+    Setting("RELAY_SPOOL_MAX_RECORDS", "1000000", _int_in(1, 1_000_000_000),
+            "Spool capacity; when full, POSTs get 503 with Retry-After."),
+    Setting("RELAY_FLUSH_INTERVAL", "10s", _duration,
+            "How often the forwarder sends a batch (sooner when 500 records wait)."),
+    Setting("RELAY_UPSTREAM_TIMEOUT", "10s", _duration,
+            "Timeout of one upstream request."),
+    Setting("RELAY_IGNORE_CI", "false", _bool,
+            "true: do not switch telemetry off when a CI environment variable is present. "
+            "Read on every request."),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    ingestion_url: str
+    config_url: str
+    static_prefix: str
+    cors_origins: tuple[str, ...]
+    ui_rollout_percentage: int
+    disable_ui_events: tuple[str, ...]
+    ui_flush_interval_ms: int
+    spool_max_age: float
+    spool_max_records: int
+    flush_interval: float
+    upstream_timeout: float
+    # Remote-config timings and batch size are fixed by the contract; tests shorten them.
+    config_timeout: float = 1.0
+    config_cache_seconds: float = 3 * 3600
+    config_retry_seconds: float = 5 * 60
+    batch_size: int = 500
+    max_body_bytes: int = 1024 * 1024
+    max_records_per_request: int = 1000
+
+    @property
+    def spool_path(self) -> Path:
+        return self.data_dir / "spool.sqlite3"
+
+    @property
+    def default_sink_url(self) -> str:
+        return (self.data_dir / "forwarded.jsonl").as_uri()
+
+    @property
+    def local_ingestion_url(self) -> str:
+        return self.ingestion_url or self.default_sink_url
+
+    @property
+    def endpoint_path(self) -> str:
+        return f"{self.static_prefix}/ajax-api/3.0/mlflow/ui-telemetry"
+
+
+def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+    """Build the Config from the environment; raise ConfigError naming a bad variable."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.env == "RELAY_IGNORE_CI":
+            continue  # a per-request switch, read by policy.py
+        raw = env.get(setting.env, "")
+        if raw.strip() == "":
+            raw = setting.default
+        values[setting.env.removeprefix("RELAY_").lower()] = setting.parse(setting.env, raw)
+    data_dir = values.pop("data_dir") or platformdirs.user_data_dir("ui-telemetry")
+    values["data_dir"] = Path(data_dir).expanduser().resolve()
+    values.update(overrides)
+    return Config(**values)

@@ -1,0 +1,201 @@
+"""The forwarder: drains the spool to the sink, one batch at a time, from one process only.
+
+Every gunicorn worker runs a Forwarder thread, but only the holder of an exclusive flock on the
+data directory sends. The kernel releases the lock when its holder dies, so another worker takes
+over after a kill -9, and no two workers ever send the same rows in normal operation.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import IO
+
+from .config import Config
+from .policy import Decision
+from .remote_config import RemoteConfig
+from .sinks import Outcome, Sink, make_sink
+from .spool import Spool
+
+MIN_BACKOFF = 1.0
+MAX_BACKOFF = 60.0
+EXPIRE_EVERY = 60.0
+IDLE_POLL = 0.5
+
+
+class Backoff:
+    """1 s doubling to 60 s, with jitter; an upstream's Retry-After wins."""
+
+    def __init__(self, rng: Callable[[], float] = random.random) -> None:
+        self.failures = 0
+        self._rng = rng
+
+    def next_delay(self, retry_after: float | None = None) -> float:
+        self.failures += 1
+        if retry_after is not None:
+            return min(retry_after, 3600.0)
+        ceiling = min(MAX_BACKOFF, MIN_BACKOFF * 2 ** (self.failures - 1))
+        # Jitter in the upper half: spreads retries without ever retrying sooner than half.
+        return ceiling * (0.5 + 0.5 * self._rng())
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Forwarder:
+    def __init__(self, spool: Spool, config: Config, remote: RemoteConfig,
+                 server_decision: Callable[[], Decision],
+                 sink_factory: Callable[[str, float], Sink] = make_sink,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.spool = spool
+        self.config = config
+        self.remote = remote
+        self.server_decision = server_decision
+        self.sink_factory = sink_factory
+        self.clock = clock
+        self.backoff = Backoff()
+        self._sink: Sink | None = None
+        self._lock_file: IO[str] | None = None
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._stop = threading.Event()
+        self._drain_until: float | None = None
+        self._retry_at = 0.0
+        self._stopped_at: float | None = None  # config generation when an upstream said stop
+        self._last_send = clock()
+        self._next_expire = 0.0
+
+    # -- leadership -----------------------------------------------------------------------
+
+    def try_lead(self) -> bool:
+        if self._lock_file is not None:
+            return True
+        path = self.config.data_dir / "forwarder.lock"
+        f = open(path, "a+")  # noqa: SIM115 - held open for as long as we lead
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            return False
+        self._lock_file = f
+        return True
+
+    def release(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    # -- the thread -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start in this process (after gunicorn's fork: a thread does not survive a fork)."""
+        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+            return
+        self._pid = os.getpid()
+        self._lock_file = None  # a lock inherited through fork is not ours
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="ui-telemetry-forwarder",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, drain_seconds: float = 0.0) -> None:
+        """Stop the thread; first send what can be sent within drain_seconds."""
+        self._drain_until = self.clock() + drain_seconds
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(drain_seconds + self.config.upstream_timeout + 1)
+        self.release()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.try_lead():
+                self._stop.wait(1.0)
+                continue
+            try:
+                delay = self.step()
+            except Exception as err:  # noqa: BLE001 - the thread must outlive a bad moment
+                self._note_error("internal", f"{type(err).__name__}: {err}")
+                delay = 5.0
+            self._stop.wait(delay)
+        if self._lock_file is not None:
+            self.drain(self._drain_until or self.clock())
+
+    # -- the work ---------------------------------------------------------------------------
+
+    def upstream_url(self) -> str:
+        return self.remote.get().ingestion_url or self.config.local_ingestion_url
+
+    def _sink_for(self, url: str) -> Sink:
+        if self._sink is None or self._sink.url != url:
+            self._sink = self.sink_factory(url, self.config.upstream_timeout)
+        return self._sink
+
+    def step(self, force: bool = False) -> float:
+        """Send at most one batch if it is time; return how long to wait before the next step."""
+        now = self.clock()
+        if now >= self._next_expire:
+            self.spool.expire(self.config.spool_max_age)
+            self._next_expire = now + EXPIRE_EVERY
+        if not self.server_decision().enabled:
+            return 1.0  # hold the backlog while telemetry is off; max age still applies
+        if self._stopped_at is not None:
+            if self.remote.generation == self._stopped_at:
+                return 1.0
+            self._stopped_at = None
+        if now < self._retry_at:
+            return min(self._retry_at - now, 1.0)
+        size = self.config.batch_size
+        due = force or now - self._last_send >= self.config.flush_interval
+        if not due and not self.spool.has_at_least(size):
+            return min(IDLE_POLL, self.config.flush_interval)
+        batch = self.spool.peek(size)
+        self._last_send = now
+        if not batch:
+            return min(IDLE_POLL, self.config.flush_interval)
+        outcome = self._sink_for(self.upstream_url()).send([w.data for w in batch])
+        ids = [w.id for w in batch]
+        if outcome.ok:
+            self.backoff.reset()
+            self.spool.remove(ids, [("forwarded", "", len(ids))])
+            return 0.0 if len(batch) == size else min(IDLE_POLL, self.config.flush_interval)
+        self._on_failure(outcome, ids)
+        return 0.0 if outcome.action == "drop" else 1.0
+
+    def _on_failure(self, outcome: Outcome, ids: list[int]) -> None:
+        self._note_error(outcome.kind, outcome.detail)
+        if outcome.action == "retry":
+            self._retry_at = self.clock() + self.backoff.next_delay(outcome.retry_after)
+        elif outcome.action == "stop":
+            if not self.remote.url:
+                # A local config has nothing to refresh: look again after the retry period.
+                self._retry_at = self.clock() + self.config.config_retry_seconds
+            else:
+                self._stopped_at = self.remote.generation  # resume when the config refreshes
+        else:
+            self.spool.remove(ids, [("dropped", "upstream_rejected", len(ids))])
+
+    def _note_error(self, kind: str, detail: str) -> None:
+        self.spool.count([("upstream_errors", kind, 1)])
+        self.spool.set_state("last_error", {"kind": kind, "detail": detail, "at": time.time()})
+
+    def drain(self, deadline: float) -> int:
+        """Send everything now, until the spool is empty, the upstream fails or time is up."""
+        sent = 0
+        while self.clock() < deadline:
+            before = self.spool.depth_upper_bound()
+            if before == 0 or self._retry_at > deadline:
+                break
+            if self.clock() < self._retry_at:
+                time.sleep(min(self._retry_at - self.clock(), 0.2))
+                continue
+            self.step(force=True)
+            after = self.spool.depth_upper_bound()
+            if after >= before and self._retry_at <= self.clock():
+                break  # nothing moved and nothing to wait for (telemetry off, or stopped)
+            sent += before - after
+        return sent

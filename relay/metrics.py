@@ -1,0 +1,61 @@
+"""/metrics in Prometheus text format, read from the spool's counters.
+
+The counters live in the shared SQLite file, so whichever gunicorn worker answers the scrape
+reports the totals of all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from .spool import Spool
+
+COUNTERS = {
+    # spool counter name: (metric name, help, label name or None)
+    "received": ("ui_telemetry_records_received", "Records accepted and stored.", None),
+    "duplicates": ("ui_telemetry_records_duplicate",
+                   "Records accepted again with an event_id already stored (not stored twice).",
+                   None),
+    "rejected": ("ui_telemetry_records_rejected",
+                 "Records rejected, by the first field that failed validation.", "reason"),
+    "requests_rejected": ("ui_telemetry_requests_rejected",
+                          "Whole requests refused, by reason.", "reason"),
+    "forwarded": ("ui_telemetry_records_forwarded", "Records delivered upstream.", None),
+    "dropped": ("ui_telemetry_records_dropped", "Records given up on, by reason.", "reason"),
+    "upstream_errors": ("ui_telemetry_upstream_errors",
+                        "Failed upstream deliveries, by kind.", "kind"),
+    "disabled": ("ui_telemetry_requests_disabled",
+                 "POSTs answered {\"status\": \"disabled\"}, by who switched it off.", "source"),
+}
+
+
+class SpoolCollector:
+    def __init__(self, spool: Spool, telemetry_on: Callable[[], bool]) -> None:
+        self.spool = spool
+        self.telemetry_on = telemetry_on
+
+    def collect(self) -> Iterator[Metric]:
+        values = self.spool.counters()
+        for key, (name, help_text, label) in COUNTERS.items():
+            family = CounterMetricFamily(name, help_text, labels=[label] if label else None)
+            rows = [(lbl, v) for (n, lbl), v in values.items() if n == key]
+            if label is None:
+                family.add_metric([], sum(v for _, v in rows))
+            else:
+                for lbl, v in sorted(rows):
+                    family.add_metric([lbl], v)
+            yield family
+        yield GaugeMetricFamily("ui_telemetry_spool_depth", "Records waiting in the spool.",
+                                value=self.spool.depth())
+        yield GaugeMetricFamily("ui_telemetry_enabled",
+                                "1 when the server collects telemetry, 0 when it is off.",
+                                value=1 if self.telemetry_on() else 0)
+
+
+def render(spool: Spool, telemetry_on: Callable[[], bool]) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SpoolCollector(spool, telemetry_on))  # type: ignore[arg-type]
+    return generate_latest(registry)

@@ -1,0 +1,123 @@
+"""The served UI: pages, static files, the page-config helper and the Content-Security-Policy.
+
+`ui_telemetry_config()` is a Jinja global, so any Flask app that installs the relay (the real
+`mlflow server` included) can embed the config block in its own templates.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    render_template,
+    request,
+    send_from_directory,
+)
+from jinja2.utils import htmlsafe_json_dumps
+from markupsafe import Markup
+
+from .policy import first_off, request_decision
+from .schema import COMPONENT_TYPES, EVENT_TYPES, describe
+
+if TYPE_CHECKING:
+    from .app import Relay
+
+_HERE = Path(__file__).resolve().parent
+# Inside a wheel, templates/ and static/ are package data beside this file; in a checkout they
+# sit at the top of the repository.
+TEMPLATE_DIR = str(_HERE / "templates" if (_HERE / "templates").is_dir()
+                   else _HERE.parent / "templates")
+STATIC_DIR = str(_HERE / "static" if (_HERE / "static").is_dir() else _HERE.parent / "static")
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+       "frame-ancestors 'none'")
+
+bp = Blueprint("ui_telemetry_pages", __name__)
+
+
+def _relay() -> Relay:
+    return current_app.extensions["ui_telemetry"]
+
+
+def page_config() -> dict[str, Any]:
+    """What the browser module needs, decided for this request."""
+    r = _relay()
+    state = r.remote.get()
+    decision = first_off(r.server_decision(), request_decision(request.headers))
+    endpoint = r.config.endpoint_path
+    # Relative to the page, so the module still finds the relay behind a sub-path proxy.
+    base = request.path if request.path.endswith("/") else posixpath.dirname(request.path)
+    relative = posixpath.relpath(endpoint, base or "/")
+    return {
+        "disabled": not decision.enabled,
+        "reason": decision.reason,
+        "endpoint": relative,
+        "rolloutPercentage": state.rollout_percentage,
+        "disabledEvents": state.disabled_events,
+        "flushIntervalMs": r.config.ui_flush_interval_ms,
+    }
+
+
+def ui_telemetry_config() -> Markup:
+    """The inert JSON block of the contract's section 2: data, never executable script."""
+    # htmlsafe: "<", ">", "&" and "'" are \u-escaped, so no value can close the tag.
+    payload = htmlsafe_json_dumps(page_config())
+    tag = f'<script type="application/json" id="ui-telemetry-config">{payload}</script>'
+    return Markup(tag)  # noqa: S704 - payload is htmlsafe JSON
+
+
+def wants_html() -> bool:
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html" and "/ajax-api/" not in request.path
+
+
+def error_page(status: int, message: str) -> tuple[str, int]:
+    return render_template("error.html", status=status, message=message), status
+
+
+def _render(template: str, **context: Any) -> str:
+    return render_template(template, active=template.removesuffix(".html"), **context)
+
+
+@bp.get("/")
+def home() -> str:
+    return _render("home.html")
+
+
+@bp.get("/settings")
+def settings() -> str:
+    return _render("settings.html")
+
+
+@bp.get("/usage-tracking")
+def usage() -> str:
+    return _render("usage.html", fields=list(describe()), component_types=COMPONENT_TYPES,
+                   event_types=EVENT_TYPES)
+
+
+@bp.get("/static/<path:filename>")
+def static(filename: str) -> Response:
+    if not filename.startswith(("js/", "css/", "img/")):
+        abort(404)
+    return send_from_directory(STATIC_DIR, filename, max_age=300)
+
+
+def init_app(app: Flask, relay: Relay) -> None:
+    app.register_blueprint(bp, url_prefix=relay.config.static_prefix or None)
+    app.add_template_global(ui_telemetry_config)
+    app.add_template_global(lambda: relay.config.static_prefix, "static_prefix")
+
+    @app.after_request
+    def _headers(resp: Response) -> Response:
+        resp.headers.setdefault("Content-Security-Policy", CSP)
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        return resp

@@ -1,0 +1,199 @@
+"""The endpoint as section 1 of the contract describes it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from .conftest import build_app
+from .support import ENDPOINT, make_record
+
+
+def post(client: FlaskClient, body: object, content_type: str = "application/json",
+         **headers: str):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post(ENDPOINT, data=data, content_type=content_type, headers=headers)
+
+
+def spool_rows(client: FlaskClient) -> list[dict]:
+    spool = client.application.extensions["ui_telemetry"].spool
+    return [json.loads(w.data) for w in spool.peek(10_000)]
+
+
+def assert_error(resp, status: int, words: str) -> None:
+    assert resp.status_code == status
+    body = resp.get_json()
+    assert body["status"] == "error" and words in body["error"]
+    assert "Traceback" not in resp.get_data(as_text=True)
+
+
+def test_valid_batch_is_accepted_and_spooled(client: FlaskClient) -> None:
+    records = [make_record() for _ in range(3)]
+    resp = post(client, {"records": records})
+    assert resp.status_code == 200
+    assert resp.get_json() == {"status": "success", "accepted": 3, "rejected": 0}
+    assert [r["event_id"] for r in spool_rows(client)] == [r["event_id"] for r in records]
+
+
+def test_partial_accept_counts(client: FlaskClient) -> None:
+    resp = post(client, {"records": [make_record(), {"nope": 1}, make_record(event_name="x")]})
+    assert resp.get_json() == {"status": "success", "accepted": 1, "rejected": 2}
+    assert len(spool_rows(client)) == 1
+
+
+def test_text_plain_is_what_sendbeacon_sends(client: FlaskClient) -> None:
+    resp = post(client, {"records": [make_record()]}, "text/plain;charset=UTF-8")
+    assert resp.get_json()["accepted"] == 1
+
+
+@pytest.mark.parametrize("ctype", ["application/x-www-form-urlencoded", "multipart/form-data",
+                                   "text/html", "application/xml", ""])
+def test_other_content_types_get_415(client: FlaskClient, ctype: str) -> None:
+    assert_error(post(client, {"records": [make_record()]}, ctype), 415, "application/json")
+    assert spool_rows(client) == []
+
+
+@pytest.mark.parametrize("body,words", [
+    (b"not json", "not valid JSON"), (b"[]", '"records" list'), (b'"x"', '"records" list'),
+    (b"{}", '"records" list'), (b'{"records": {}}', '"records" list'),
+    (b'{"records": null}', '"records" list'), (b"\xff\xfe{}", "UTF-8"),
+    (b"[" * 100_000 + b"]" * 100_000, "JSON"), (b"", "not valid JSON"),
+    (b'{"records": [' + b"1" * 5000 + b"]}", "JSON"),
+])
+def test_envelope_errors_get_400(client: FlaskClient, body: bytes, words: str) -> None:
+    assert_error(post(client, body), 400, words)
+
+
+def test_more_than_1000_records_get_400(client: FlaskClient) -> None:
+    assert_error(post(client, {"records": [make_record()] * 1001}), 400, "at most 1000")
+    assert spool_rows(client) == []
+
+
+def test_exactly_1000_records_are_fine(client: FlaskClient) -> None:
+    resp = post(client, {"records": [make_record() for _ in range(1000)]})
+    assert resp.get_json()["accepted"] == 1000
+
+
+def test_body_over_1_mib_gets_413(client: FlaskClient) -> None:
+    body = b'{"records": [], "pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+    assert_error(post(client, body), 413, "larger than 1024 KiB")
+
+
+def test_nan_and_huge_numbers_reject_only_their_record(client: FlaskClient) -> None:
+    good = make_record()
+    huge = "1" + "0" * 400
+    body = f'{{"records": [{json.dumps(good)}, {{"timestamp_ns": NaN}}, ' \
+           f'{{"timestamp_ns": {huge}}}]}}'
+    body = body.encode()
+    assert post(client, body).get_json() == {"status": "success", "accepted": 1, "rejected": 2}
+
+
+def test_an_event_id_is_accepted_once(client: FlaskClient) -> None:
+    batch = {"records": [make_record(), make_record()]}
+    assert post(client, batch).get_json()["accepted"] == 2
+    # The browser retries because it never saw the answer: same answer, nothing stored twice.
+    assert post(client, batch).get_json()["accepted"] == 2
+    assert len(spool_rows(client)) == 2
+
+
+def test_relay_assigns_an_event_id_when_absent(client: FlaskClient) -> None:
+    record = make_record()
+    del record["event_id"]
+    post(client, {"records": [record, dict(record)]})
+    ids = [r["event_id"] for r in spool_rows(client)]
+    assert len(ids) == 2 and len(set(ids)) == 2
+
+
+@pytest.mark.parametrize("method", ["put", "delete", "patch"])
+def test_other_methods_get_405(client: FlaskClient, method: str) -> None:
+    resp = getattr(client, method)(ENDPOINT)
+    assert_error(resp, 405, method.upper())
+    assert "POST" in resp.headers["Allow"]
+
+
+def test_get_returns_mlflow_shaped_config(client: FlaskClient) -> None:
+    assert client.get(ENDPOINT).get_json() == {
+        "disable_ui_telemetry": False, "disable_ui_events": [], "ui_rollout_percentage": 100}
+
+
+def test_local_config_rollout_and_disabled_events(tmp_path: Path) -> None:
+    app = build_app(tmp_path, {"RELAY_UI_ROLLOUT_PERCENTAGE": "25",
+                               "RELAY_DISABLE_UI_EVENTS": "mlflow.a, mlflow.b"})
+    assert app.test_client().get(ENDPOINT).get_json() == {
+        "disable_ui_telemetry": False, "disable_ui_events": ["mlflow.a", "mlflow.b"],
+        "ui_rollout_percentage": 25}
+
+
+def test_static_prefix_moves_every_route(tmp_path: Path) -> None:
+    app = build_app(tmp_path, {"RELAY_STATIC_PREFIX": "/mlflow/"})
+    client = app.test_client()
+    assert client.post("/mlflow" + ENDPOINT, json={"records": [make_record()]}).status_code == 200
+    assert client.get("/mlflow/health").status_code == 200
+    assert client.post(ENDPOINT, json={"records": []}).status_code == 404
+    # The page's endpoint is relative, so a proxy that mounts the app elsewhere still works.
+    page = client.get("/mlflow/settings").get_data(as_text=True)
+    assert '"endpoint": "ajax-api/3.0/mlflow/ui-telemetry"' in page
+
+
+@pytest.mark.parametrize("origin,host,status", [
+    ("http://localhost:5000", "localhost:5000", 200),
+    ("http://example.com", "example.com:80", 200),
+    ("https://evil.example", "localhost:5000", 403),
+    ("http://localhost:5001", "localhost:5000", 403),
+    ("null", "localhost:5000", 403),
+])
+def test_cross_site_posts_are_refused(client: FlaskClient, origin: str, host: str,
+                                      status: int) -> None:
+    resp = client.post(ENDPOINT, json={"records": [make_record()]},
+                       headers={"Origin": origin, "Host": host})
+    assert resp.status_code == status
+    if status == 403:
+        assert_error(resp, 403, "RELAY_CORS_ORIGINS")
+        assert origin not in resp.get_data(as_text=True)
+        assert spool_rows(client) == []
+
+
+def test_listed_origin_may_post_and_gets_cors_headers(tmp_path: Path) -> None:
+    app = build_app(tmp_path, {"RELAY_CORS_ORIGINS": "https://ui.example.org"})
+    resp = app.test_client().post(ENDPOINT, json={"records": [make_record()]},
+                                  headers={"Origin": "https://ui.example.org",
+                                           "Host": "relay.internal"})
+    assert resp.status_code == 200
+    assert resp.headers["Access-Control-Allow-Origin"] == "https://ui.example.org"
+
+
+def test_no_cors_headers_unless_configured(client: FlaskClient) -> None:
+    resp = client.get(ENDPOINT, headers={"Origin": "https://ui.example.org"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+def test_spool_full_answers_503_with_retry_after(tmp_path: Path) -> None:
+    app = build_app(tmp_path, {"RELAY_SPOOL_MAX_RECORDS": "3"})
+    client = app.test_client()
+    assert post(client, {"records": [make_record() for _ in range(3)]}).status_code == 200
+    resp = post(client, {"records": [make_record()]})
+    assert_error(resp, 503, "full")
+    assert int(resp.headers["Retry-After"]) > 0
+
+
+def test_health_and_metrics(client: FlaskClient) -> None:
+    assert client.get("/health").get_json() == {"status": "ok", "telemetry": "on"}
+    post(client, {"records": [make_record(), {"x": 1}]})
+    post(client, b"nope")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "ui_telemetry_records_received_total 1.0" in text
+    assert 'ui_telemetry_records_rejected_total{reason="event_name"} 1.0' in text
+    assert 'ui_telemetry_requests_rejected_total{reason="invalid_json"} 1.0' in text
+    assert "ui_telemetry_spool_depth 1.0" in text
+    assert "ui_telemetry_enabled 1.0" in text
+
+
+def test_pages_carry_a_strict_csp_and_inert_config(client: FlaskClient) -> None:
+    resp = client.get("/settings")
+    assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in resp.headers["Content-Security-Policy"]
+    html = resp.get_data(as_text=True)
+    assert '<script type="application/json" id="ui-telemetry-config">' in html

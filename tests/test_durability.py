@@ -1,0 +1,48 @@
+"""A POST answered 200 survives kill -9 of the whole server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .support import CaptureUpstream, RelayServer, make_record, read_sink, wait_for
+
+
+def test_acknowledged_records_survive_kill_9_file_sink(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    # A 1-hour flush interval: nothing is forwarded before the kill, all of it waits in the spool.
+    srv = RelayServer(data, {"RELAY_FLUSH_INTERVAL": "1h"}).start()
+    sent = []
+    for _ in range(5):
+        batch = [make_record() for _ in range(20)]
+        status, body = srv.post({"records": batch})
+        assert status == 200 and body["accepted"] == 20
+        sent += [r["event_id"] for r in batch]
+    srv.kill9()
+    assert read_sink(data) == []
+    srv = RelayServer(data, {"RELAY_FLUSH_INTERVAL": "0.2s"}).start()
+    try:
+        wait_for(lambda: len(read_sink(data)) >= len(sent))
+        assert sorted(r["event_id"] for r in read_sink(data)) == sorted(sent)
+    finally:
+        srv.stop()
+
+
+def test_kill_9_mid_load_with_failing_upstream_loses_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    upstream = CaptureUpstream(mode="every_other")
+    env = {"RELAY_INGESTION_URL": upstream.url}
+    srv = RelayServer(data, env, workers=2).start()
+    sent: list[str] = []
+    try:
+        for _ in range(30):
+            batch = [make_record() for _ in range(20)]
+            status, _ = srv.post({"records": batch})
+            assert status == 200
+            sent += [r["event_id"] for r in batch]
+        srv.kill9()
+        upstream.mode = "ok"
+        srv = RelayServer(data, env, workers=2).start()
+        wait_for(lambda: {d["event_id"] for d in upstream.data()} >= set(sent), timeout=60)
+    finally:
+        srv.stop()
+        upstream.close()

@@ -1,0 +1,84 @@
+"""Every server-side opt-out source, its reason in words, and what "off" means."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from flask.testing import FlaskClient
+
+from relay.policy import CI_VARIABLES, environment_decision, remote_decision, request_decision
+
+from .support import ENDPOINT, make_record
+
+
+def spool_depth(client: FlaskClient) -> int:
+    return client.application.extensions["ui_telemetry"].spool.depth()
+
+
+@pytest.mark.parametrize("name", ["MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"])
+@pytest.mark.parametrize("value", ["true", "TRUE", "1", "yes", "Yes"])
+def test_opt_out_variables(name: str, value: str) -> None:
+    decision = environment_decision({name: value})
+    assert not decision.enabled
+    assert decision.reason == f"turned off by the server administrator: {name} is set"
+
+
+@pytest.mark.parametrize("value", ["false", "0", "no", ""])
+def test_opt_out_variables_other_values_leave_it_on(value: str) -> None:
+    assert environment_decision({"DO_NOT_TRACK": value, "RELAY_IGNORE_CI": "true"}).enabled
+
+
+@pytest.mark.parametrize("name", CI_VARIABLES)
+def test_ci_variables_switch_it_off_unless_ignored(name: str) -> None:
+    decision = environment_decision({name: "whatever"})
+    assert not decision.enabled and name in decision.reason
+    assert "RELAY_IGNORE_CI" in decision.reason
+    assert environment_decision({name: "x", "RELAY_IGNORE_CI": "true"}).enabled
+    # The administrator's opt-out still wins over RELAY_IGNORE_CI.
+    assert not environment_decision({name: "x", "RELAY_IGNORE_CI": "true",
+                                     "DO_NOT_TRACK": "1"}).enabled
+
+
+def test_request_signals() -> None:
+    assert "Global Privacy Control" in request_decision({"Sec-GPC": "1"}).reason
+    assert "Do Not Track" in request_decision({"DNT": "1"}).reason
+    assert request_decision({"DNT": "0", "Sec-GPC": "0"}).enabled
+
+
+def test_remote_config_decisions() -> None:
+    assert "disable_telemetry" in remote_decision({"disable_telemetry": True}, None).reason
+    assert "disable_ui_telemetry" in remote_decision({"disable_ui_telemetry": True}, None).reason
+    assert "could not be fetched" in remote_decision({}, "timeout").reason
+    assert remote_decision({"disable_telemetry": False}, None).enabled
+
+
+@pytest.mark.parametrize("env", [{"MLFLOW_DISABLE_TELEMETRY": "true"}, {"DO_NOT_TRACK": "1"},
+                                 {"RELAY_IGNORE_CI": "", "CI": "true"}])
+def test_server_off_without_restart(client: FlaskClient, monkeypatch: pytest.MonkeyPatch,
+                                    env: dict[str, str]) -> None:
+    assert client.post(ENDPOINT, json={"records": [make_record()]}).get_json()["accepted"] == 1
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    resp = client.post(ENDPOINT, json={"records": [make_record()]})
+    assert resp.status_code == 200 and resp.get_json() == {"status": "disabled"}
+    assert client.get(ENDPOINT).get_json()["disable_ui_telemetry"] is True
+    assert spool_depth(client) == 1  # nothing more was kept
+    page = client.get("/settings").get_data(as_text=True)
+    config = json.loads(page.split('id="ui-telemetry-config">')[1].split("</script>")[0])
+    assert config["disabled"] is True and config["reason"]
+    assert "ui_telemetry_enabled 0.0" in client.get("/metrics").get_data(as_text=True)
+    for k in env:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("RELAY_IGNORE_CI", "true")
+    assert client.post(ENDPOINT, json={"records": [make_record()]}).get_json()["accepted"] == 1
+
+
+@pytest.mark.parametrize("header", [{"Sec-GPC": "1"}, {"DNT": "1"}])
+def test_browser_signal_turns_off_that_request(client: FlaskClient, header: dict) -> None:
+    resp = client.post(ENDPOINT, json={"records": [make_record()]}, headers=header)
+    assert resp.get_json() == {"status": "disabled"}
+    assert spool_depth(client) == 0
+    assert client.get(ENDPOINT, headers=header).get_json()["disable_ui_telemetry"] is True
+    # Other requests are unaffected.
+    assert client.post(ENDPOINT, json={"records": [make_record()]}).get_json()["accepted"] == 1
