@@ -1,0 +1,344 @@
+// ui-telemetry browser module: anonymous ui_event records from elements with
+// data-component-id, batched to the relay. No dependencies, no eval, no inline script.
+// Every byte ships to every user: keep it small, and say why in comments (esbuild strips them).
+
+/**
+ * @typedef {{componentId: string, componentType: string, eventType: string,
+ *   componentViewId?: string, componentSubType?: string, value?: string}} UiEvent
+ * @typedef {{installation_id: string, session_id: string, event_name: 'ui_event',
+ *   timestamp_ns: number, params: UiEvent, event_id: string}} TelemetryRecord
+ * @typedef {{disabled: boolean, reason: string|null, endpoint: string,
+ *   rolloutPercentage: number, disabledEvents: string[], flushIntervalMs: number}} PageConfig
+ * @typedef {'server'|'settings'|'storage'|'gpc'|'dnt'|'relay'|'rollout'} OffReason
+ */
+
+// MLflow's storage keys, so a user's choice carries over between the two.
+const ENABLED = 'mlflow.settings.telemetry.enabled_v1';
+const INSTALLATION = 'mlflow-telemetry-installation-id';
+const SESSION = 'mlflow-telemetry-session-id';
+const DEV = 'mlflow.settings.telemetry.enable-dev-logging_v1';
+// Our own keys: what could not leave with the page, the session's rollout roll, and the
+// relay's "disabled" answer, which holds for the rest of the tab's session.
+const SAVED = 'ui-telemetry.unsent_v1';
+const ROLL = 'ui-telemetry.rollout_v1';
+const RELAY_OFF = 'ui-telemetry.relay-disabled_v1';
+
+const BATCH = 20;
+const MAX_QUEUE = 1000;
+const RECENT = 50;
+const BUDGET = 60 * 1024; // keepalive requests share 64 KiB per page: leave headroom
+
+/** @type {PageConfig} */
+let cfg;
+/** @type {OffReason|null} */
+let reason = 'server';
+/** @type {TelemetryRecord[]} */
+let queue = [];
+/** @type {TelemetryRecord[]} */
+let recent = [];
+let timer = 0;
+let retryAt = 0;
+let failures = 0;
+let inflight = 0;
+/** @type {WeakMap<Element, string>} */
+let views = new WeakMap();
+/** @type {IntersectionObserver|undefined} */
+let io;
+/** @type {MutationObserver|undefined} */
+let mo;
+/** @type {Array<() => void>} */
+let undo = [];
+
+const uuid = () => crypto.randomUUID();
+const ls = () => localStorage;
+const ss = () => sessionStorage;
+
+/** @returns {OffReason|null} */
+function decide() {
+  if (cfg.disabled) return 'server';
+  try {
+    if (JSON.parse(ls().getItem(ENABLED)) === false) return 'settings';
+    if (navigator.globalPrivacyControl === true) return 'gpc';
+    if (navigator.doNotTrack === '1') return 'dnt';
+    if (ss().getItem(RELAY_OFF)) return 'relay';
+    const pct = cfg.rolloutPercentage;
+    if (pct < 100) {
+      if (pct <= 0) return 'rollout';
+      let roll = ss().getItem(ROLL);
+      if (roll == null) ss().setItem(ROLL, (roll = String((Math.random() * 100) | 0)));
+      if (+roll >= pct) return 'rollout';
+    }
+  } catch {
+    return 'storage'; // a choice that cannot be read cannot be honoured
+  }
+  return null;
+}
+
+/** Off: no requests, nothing kept. @param {OffReason} why */
+function off(why) {
+  reason = why;
+  queue = [];
+  recent = [];
+  clearTimeout(timer);
+  timer = 0;
+  try {
+    ls().removeItem(SAVED);
+  } catch {}
+}
+
+/** @param {Storage} store @param {string} key */
+function id(store, key) {
+  let value = store.getItem(key);
+  if (!value) store.setItem(key, (value = uuid()));
+  return value;
+}
+
+/** Log one event by hand; elements with data-component-id are logged automatically.
+ * @param {UiEvent} e */
+export function logEvent(e) {
+  if (reason || cfg.disabledEvents.includes(e.componentId)) return;
+  /** @type {UiEvent} */
+  const params = {
+    componentId: e.componentId,
+    componentViewId: e.componentViewId || uuid(),
+    componentType: e.componentType,
+    eventType: e.eventType,
+  };
+  if (e.componentSubType) params.componentSubType = e.componentSubType;
+  if (typeof e.value == 'string') params.value = e.value;
+  /** @type {TelemetryRecord} */
+  const record = {
+    installation_id: id(ls(), INSTALLATION),
+    session_id: id(ss(), SESSION),
+    event_name: 'ui_event',
+    timestamp_ns: Date.now() * 1e6,
+    params,
+    event_id: uuid(),
+  };
+  try {
+    if (JSON.parse(ls().getItem(DEV))) console.log('[ui-telemetry]', record);
+  } catch {}
+  recent.push(record);
+  if (recent.length > RECENT) recent.shift();
+  push([record]);
+  queue.length >= BATCH ? flush() : schedule(cfg.flushIntervalMs);
+}
+
+/** Add to the queue, oldest first out past the cap. @param {TelemetryRecord[]} records */
+function push(records, front = false) {
+  queue = front ? records.concat(queue) : queue.concat(records);
+  if (queue.length > MAX_QUEUE) queue = queue.slice(-MAX_QUEUE);
+}
+
+/** @param {number} ms */
+function schedule(ms) {
+  if (!timer && queue.length && !reason)
+    timer = setTimeout(() => ((timer = 0), flush()), Math.max(ms, retryAt - Date.now()));
+}
+
+/** Send what is queued now; `leaving` when the page is being hidden or left. */
+export function flush(leaving = false) {
+  clearTimeout(timer);
+  timer = 0;
+  if (reason || !queue.length) return;
+  if (navigator.onLine !== false && Date.now() >= retryAt)
+    while (queue.length) {
+      const batch = queue.slice(0, BATCH);
+      const body = JSON.stringify({ records: batch });
+      // Over the keepalive budget: when leaving a beacon gets its own chance, else wait.
+      const fits = inflight + body.length <= BUDGET;
+      if (!fits && !leaving) break;
+      queue = queue.slice(batch.length);
+      if (!(fits ? send(body, batch) : beacon(body))) {
+        push(batch, true);
+        break;
+      }
+    }
+  if (leaving) save();
+  else if (navigator.onLine !== false) schedule(cfg.flushIntervalMs);
+}
+
+/** @param {string} body */
+function beacon(body) {
+  try {
+    return navigator.sendBeacon(cfg.endpoint, body);
+  } catch {
+    return false;
+  }
+}
+
+/** Hand a batch to the browser; false when neither fetch nor a beacon would take it.
+ * @param {string} body @param {TelemetryRecord[]} batch */
+function send(body, batch) {
+  let request;
+  try {
+    // text/plain needs no CORS preflight; keepalive lets it outlive the page.
+    request = fetch(cfg.endpoint, {
+      method: 'POST',
+      body,
+      keepalive: true,
+      headers: { 'Content-Type': 'text/plain' },
+    });
+  } catch {
+    return beacon(body);
+  }
+  inflight += body.length;
+  request.then(
+    (res) => {
+      inflight -= body.length;
+      if (res.ok) {
+        failures = 0;
+        res.json().then((j) => {
+          if (j.status == 'disabled') {
+            try {
+              ss().setItem(RELAY_OFF, '1');
+            } catch {}
+            off('relay');
+          }
+        }, Object);
+      } else if (res.status == 429 || res.status >= 500) retry(batch, res.headers.get('Retry-After'));
+      // Any other 4xx: the relay will never take this batch, so it is dropped.
+    },
+    () => {
+      inflight -= body.length;
+      retry(batch, navigator.onLine === false ? '0' : null);
+    },
+  );
+  return true;
+}
+
+/** Back off 1 s doubling to 60 s, jittered; a Retry-After in seconds wins.
+ * @param {TelemetryRecord[]} batch @param {string|null} after */
+function retry(batch, after) {
+  if (reason) return;
+  push(batch, true);
+  const seconds = after == null || after === '' ? NaN : +after;
+  retryAt =
+    Date.now() +
+    (seconds >= 0 ? seconds * 1e3 : Math.min(6e4, 1e3 * 2 ** failures++) * (0.5 + Math.random() / 2));
+  if (navigator.onLine !== false) schedule(0);
+}
+
+/** Keep for the next page load what could not leave with this one. */
+function save() {
+  if (!queue.length || reason) return;
+  try {
+    const saved = JSON.parse(ls().getItem(SAVED) || '[]');
+    ls().setItem(SAVED, JSON.stringify(saved.concat(queue).slice(-MAX_QUEUE)));
+    queue = [];
+  } catch {}
+}
+
+/** @param {Element} el @param {string} eventType @param {string} [value] */
+function fromElement(el, eventType, value) {
+  const d = /** @type {HTMLElement} */ (el).dataset;
+  if (!d.componentType) return;
+  let view = views.get(el);
+  if (!view) views.set(el, (view = uuid()));
+  logEvent({
+    componentId: /** @type {string} */ (d.componentId),
+    componentType: d.componentType,
+    componentSubType: d.componentSubType,
+    eventType,
+    componentViewId: view,
+    value,
+  });
+}
+
+/** A node entered the document: a new render, so fresh view ids and a new chance of onView.
+ * @param {Node} node */
+function rendered(node) {
+  if (!(node instanceof Element)) return;
+  for (const el of [node, ...node.querySelectorAll('[data-component-id]')]) {
+    if (!el.hasAttribute('data-component-id')) continue;
+    views.delete(el);
+    if (io && el.hasAttribute('data-component-view')) io.observe(el);
+  }
+}
+
+/** @param {EventTarget} target @param {string} type @param {(e: any) => void} fn */
+function on(target, type, fn) {
+  target.addEventListener(type, fn, true);
+  undo.push(() => target.removeEventListener(type, fn, true));
+}
+
+/** Start from the page's #ui-telemetry-config block; called on import. */
+function start() {
+  const el = document.getElementById('ui-telemetry-config');
+  if (!el || cfg) return;
+  cfg = { rolloutPercentage: 100, disabledEvents: [], flushIntervalMs: 5e3, ...JSON.parse(el.textContent || '{}') };
+  cfg.endpoint = new URL(cfg.endpoint || 'ajax-api/3.0/mlflow/ui-telemetry', document.baseURI).href;
+  reason = decide();
+  if (reason) off(reason);
+  else
+    try {
+      const saved = JSON.parse(ls().getItem(SAVED) || '[]');
+      ls().removeItem(SAVED);
+      if (saved.length) push(saved), schedule(0);
+    } catch {}
+  // Capture phase: a page's stopPropagation cannot hide an interaction from us, and the
+  // Settings switch's own handler runs after we queued its change, so turning telemetry
+  // off drops the very record that did it.
+  on(document, 'click', (e) => {
+    const t = e.target.closest?.('[data-component-id]');
+    // Form fields report onValueChange instead: one record per interaction.
+    if (t && !(/^(SELECT|TEXTAREA)$/.test(t.tagName) || (t.tagName == 'INPUT' && !/^(button|submit|reset|image)$/.test(t.type))))
+      fromElement(t, 'onClick');
+  });
+  on(document, 'change', (e) => {
+    const t = e.target;
+    if (t.dataset?.componentId)
+      fromElement(t, 'onValueChange', 'valueHasNoPii' in t.dataset ? (t.type == 'checkbox' ? '' + t.checked : t.value) : undefined);
+  });
+  on(document, 'submit', (e) => e.target.dataset?.componentId && fromElement(e.target, 'onSubmit'));
+  on(document, 'visibilitychange', () => document.visibilityState == 'hidden' && flush(true));
+  on(window, 'pagehide', () => flush(true));
+  on(window, 'online', () => ((retryAt = 0), flush()));
+  on(window, 'storage', (e) => {
+    if (e.key != ENABLED) return;
+    if (e.newValue == 'false') off('settings');
+    else if (reason == 'settings') reason = decide();
+  });
+  if (typeof IntersectionObserver == 'function')
+    io = new IntersectionObserver(
+      (entries) => {
+        for (const x of entries)
+          if (x.isIntersecting && x.intersectionRatio >= 0.5) {
+            io?.unobserve(x.target);
+            fromElement(x.target, 'onView');
+          }
+      },
+      { threshold: 0.5 },
+    );
+  mo = new MutationObserver((ms) => ms.forEach((m) => m.addedNodes.forEach(rendered)));
+  mo.observe(document.documentElement, { childList: true, subtree: true });
+  rendered(document.documentElement);
+}
+
+/** Turn telemetry on or off for this browser; every open tab follows. @param {boolean} enabled */
+export function setEnabled(enabled) {
+  try {
+    ls().setItem(ENABLED, JSON.stringify(!!enabled));
+  } catch {
+    return off('storage');
+  }
+  if (!enabled) off('settings');
+  else if (reason == 'settings') reason = decide();
+}
+
+export const isEnabled = () => !reason;
+/** @returns {OffReason|null} why telemetry is off, or null while it is on */
+export const disabledReason = () => reason;
+/** The last 50 records this page sent or queued, for the Settings page. */
+export const getRecentEvents = () => recent.slice();
+
+/** Remove every listener, observer and timer (tests, or a page that unloads the module). */
+export function shutdown() {
+  undo.forEach((f) => f());
+  undo = [];
+  mo?.disconnect();
+  io?.disconnect();
+  clearTimeout(timer);
+}
+
+start();

@@ -1,0 +1,93 @@
+// A fresh browser for each test: happy-dom's window, a fake fetch that answers on demand,
+// a fake sendBeacon and IntersectionObserver (happy-dom has neither), and a fresh module.
+import { Window } from 'happy-dom';
+
+let generation = 0;
+
+/**
+ * @param {{config?: object|null, storage?: Record<string,string>, session?: Record<string,string>,
+ *   navigator?: object, html?: string, fetchThrows?: boolean, brokenStorage?: boolean}} [opts]
+ */
+export async function load(opts = {}) {
+  const win = new Window({ url: 'http://app.test/experiments/1' });
+  const doc = win.document;
+  if (opts.config !== null) {
+    const config = { disabled: false, reason: null, endpoint: '../ajax-api/3.0/mlflow/ui-telemetry',
+      rolloutPercentage: 100, disabledEvents: [], flushIntervalMs: 5000, ...opts.config };
+    doc.head.innerHTML = `<script type="application/json" id="ui-telemetry-config">${JSON.stringify(config)}</script>`;
+  }
+  doc.body.innerHTML = opts.html ?? '';
+  for (const [k, v] of Object.entries(opts.storage ?? {})) win.localStorage.setItem(k, v);
+  for (const [k, v] of Object.entries(opts.session ?? {})) win.sessionStorage.setItem(k, v);
+
+  const requests = [];
+  const beacons = [];
+  const answers = [];
+  const fetch = (url, init) => {
+    if (opts.fetchThrows) throw new TypeError('keepalive not supported');
+    const req = { url, init, body: JSON.parse(init.body) };
+    requests.push(req);
+    return new Promise((resolve, reject) => answers.push({ req, resolve, reject }));
+  };
+  const observers = [];
+  class FakeIntersectionObserver {
+    constructor(cb) { this.cb = cb; this.targets = new Set(); observers.push(this); }
+    observe(el) { this.targets.add(el); }
+    unobserve(el) { this.targets.delete(el); }
+    disconnect() { this.targets.clear(); }
+    /** Report `el` as visible with the given ratio. */
+    show(el, ratio) {
+      if (this.targets.has(el)) this.cb([{ target: el, isIntersecting: ratio > 0, intersectionRatio: ratio }]);
+    }
+  }
+  const nav = { onLine: true, doNotTrack: null, globalPrivacyControl: undefined,
+    sendBeacon: (url, body) => { beacons.push({ url, body: JSON.parse(body) }); return opts.beaconOk ?? true; },
+    ...opts.navigator };
+  const storage = (real) => opts.brokenStorage
+    ? new Proxy({}, { get() { throw new win.DOMException('denied', 'SecurityError'); } })
+    : real;
+  Object.assign(globalThis, {
+    window: win, document: doc, Element: win.Element, Node: win.Node,
+    MutationObserver: win.MutationObserver, IntersectionObserver: FakeIntersectionObserver,
+    fetch, localStorage: storage(win.localStorage), sessionStorage: storage(win.sessionStorage),
+  });
+  Object.defineProperty(globalThis, 'navigator', { value: nav, configurable: true, writable: true });
+  const mod = await import(`../../static/js/telemetry.js?v=${++generation}`);
+  return {
+    mod, win, doc, requests, beacons, nav, observers,
+    /** Answer the oldest open request. */
+    async answer(status = 200, body = { status: 'success' }, headers = {}) {
+      const a = answers.shift();
+      if (!a) throw new Error('no request to answer');
+      a.resolve({ ok: status >= 200 && status < 300, status,
+        headers: { get: (k) => headers[k] ?? null }, json: async () => body });
+      await settle();
+    },
+    async fail() {
+      answers.shift().reject(new TypeError('Failed to fetch'));
+      await settle();
+    },
+    open: () => answers.length,
+    records: () => requests.flatMap((r) => r.body.records),
+    click: (sel) => doc.querySelector(sel).dispatchEvent(new win.MouseEvent('click', { bubbles: true })),
+    hide() {
+      Object.defineProperty(doc, 'visibilityState', { value: 'hidden', configurable: true });
+      doc.dispatchEvent(new win.Event('visibilitychange'));
+    },
+    close() { mod.shutdown(); win.happyDOM.abort(); },
+  };
+}
+
+export async function settle() {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+}
+
+export const KEYS = {
+  enabled: 'mlflow.settings.telemetry.enabled_v1',
+  installation: 'mlflow-telemetry-installation-id',
+  session: 'mlflow-telemetry-session-id',
+  dev: 'mlflow.settings.telemetry.enable-dev-logging_v1',
+  saved: 'ui-telemetry.unsent_v1',
+};
+
+export const BUTTON = '<button id="b" data-component-id="mlflow.test.button" data-component-type="button"><span id="inner">Go</span></button>';
