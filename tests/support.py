@@ -57,6 +57,7 @@ class CaptureUpstream:
     hang_seconds: float = 5.0
     requests: list[Captured] = field(default_factory=list)
     attempts: int = 0
+    port: int = 0
 
     def __post_init__(self) -> None:
         upstream = self
@@ -93,7 +94,7 @@ class CaptureUpstream:
                 pass
 
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -205,3 +206,41 @@ def read_sink(data_dir: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class ConfigServer:
+    """Serves MLflow-shaped remote config JSON on 127.0.0.1; `payload=None` answers 503."""
+
+    def __init__(self, payload: dict[str, Any] | None) -> None:
+        self.payload = payload
+        self.hits: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                owner.hits.append(self.path)
+                if owner.payload is None:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                body = json.dumps(owner.payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/config/{{version}}.json"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 
 from relay.config import SETTINGS
+from relay.policy import CI_VARIABLES
 
 from .conftest import build_app
 from .support import ENDPOINT, REPO, make_record
 
 
 def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    # The ambient CI markers (CI=true in CI, PYTEST_CURRENT_TEST) would decide these tests.
     full_env = {k: v for k, v in os.environ.items()
-                if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")}
+                if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", *CI_VARIABLES)}
     full_env.update({"RELAY_DATA_DIR": str(data_dir), "RELAY_IGNORE_CI": "true",
                      "PYTHONPATH": str(REPO)}, **env)
     return subprocess.run([sys.executable, "-m", "relay.cli", *args], env=full_env,

@@ -1,0 +1,231 @@
+"""Delivery to a real HTTP upstream on 127.0.0.1, through every failure mode it can have."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from relay.forwarder import Backoff
+
+from .conftest import build_app
+from .support import ENDPOINT, CaptureUpstream, make_record, wait_for
+
+
+def relay(app: Flask):
+    return app.extensions["ui_telemetry"]
+
+
+def post(app: Flask, n: int) -> list[str]:
+    records = [make_record() for _ in range(n)]
+    resp = app.test_client().post(ENDPOINT, json={"records": records})
+    assert resp.status_code == 200 and resp.get_json()["accepted"] == n
+    return [r["event_id"] for r in records]
+
+
+def metric(app: Flask, line_start: str) -> float:
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    for line in text.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.fixture
+def running(tmp_path: Path, upstream: CaptureUpstream) -> Iterator[Flask]:
+    app = build_app(tmp_path / "data", {"RELAY_INGESTION_URL": upstream.url,
+                                         "RELAY_FLUSH_INTERVAL": "0.1s",
+                                         "RELAY_UPSTREAM_TIMEOUT": "0.5s"})
+    relay(app).forwarder.start()
+    yield app
+    relay(app).forwarder.stop()
+
+
+def delivered(upstream: CaptureUpstream) -> list[str]:
+    return [d["event_id"] for d in upstream.data()]
+
+
+def test_healthy_upstream_gets_mlflow_format_in_batches_of_at_most_500(
+        running: Flask, upstream: CaptureUpstream) -> None:
+    sent = post(running, 1000) + post(running, 200)
+    wait_for(lambda: len(delivered(upstream)) == 1200)
+    assert sorted(delivered(upstream)) == sorted(sent)
+    assert max(len(c.body["records"]) for c in upstream.requests) == 500
+    assert metric(running, "ui_telemetry_records_forwarded_total") == 1200
+    assert metric(running, "ui_telemetry_spool_depth") == 0
+
+
+def test_500_records_are_sent_at_once_fewer_wait_for_the_interval(
+        tmp_path: Path, upstream: CaptureUpstream) -> None:
+    app = build_app(tmp_path, {"RELAY_INGESTION_URL": upstream.url,
+                               "RELAY_FLUSH_INTERVAL": "1h"})
+    relay(app).forwarder.start()
+    try:
+        post(app, 499)
+        time.sleep(1.5)
+        assert upstream.requests == []
+        post(app, 1)
+        wait_for(lambda: len(delivered(upstream)) == 500, timeout=5)
+    finally:
+        relay(app).forwarder.stop()
+
+
+@pytest.mark.parametrize("mode", ["fail500", "throttle", "hang", "every_other", "refused"])
+def test_nothing_acknowledged_is_lost_through_an_outage(
+        tmp_path: Path, upstream: CaptureUpstream, mode: str) -> None:
+    app = build_app(tmp_path, {"RELAY_INGESTION_URL": upstream.url,
+                               "RELAY_FLUSH_INTERVAL": "0.1s", "RELAY_UPSTREAM_TIMEOUT": "0.5s"})
+    port = upstream.server.server_address[1]
+    if mode == "refused":
+        upstream.close()  # nothing listens on the port now: connections are refused
+    upstream.mode = mode
+    upstream.hang_seconds = 2
+    r = relay(app)
+    r.forwarder.start()
+    try:
+        sent = []
+        for _ in range(5):  # ingest keeps answering throughout
+            sent += post(app, 20)
+            time.sleep(0.2)
+        if mode != "every_other":
+            kind = {"fail500": "http_500", "throttle": "http_429", "hang": "timeout",
+                    "refused": "refused"}[mode]
+            wait_for(lambda: metric(app, f'ui_telemetry_upstream_errors_total{{kind="{kind}"}}'))
+            assert r.spool.depth() > 0
+            if mode == "refused":
+                upstream = CaptureUpstream(port=port)  # the upstream comes back
+            upstream.mode = "ok"
+        wait_for(lambda: set(delivered(upstream)) >= set(sent), timeout=40)
+        wait_for(lambda: r.spool.depth() == 0)
+    finally:
+        r.forwarder.stop()
+        upstream.close()
+
+
+def test_retry_after_is_honoured(tmp_path: Path, upstream: CaptureUpstream) -> None:
+    app = build_app(tmp_path, {"RELAY_INGESTION_URL": upstream.url,
+                               "RELAY_FLUSH_INTERVAL": "0.05s"})
+    upstream.mode = "throttle"
+    upstream.retry_after = 3
+    r = relay(app)
+    post(app, 5)
+    r.forwarder.step(force=True)
+    assert upstream.attempts == 1
+    upstream.mode = "ok"
+    r.forwarder.start()
+    try:
+        time.sleep(2.0)
+        assert upstream.attempts == 1, "retried before Retry-After"
+        wait_for(lambda: upstream.attempts == 2, timeout=5)
+    finally:
+        r.forwarder.stop()
+
+
+def test_backoff_schedule_doubles_to_60_s_with_jitter() -> None:
+    top = Backoff(rng=lambda: 0.999999)
+    assert [round(top.next_delay()) for _ in range(9)] == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    bottom = Backoff(rng=lambda: 0.0)
+    assert [bottom.next_delay() for _ in range(3)] == [0.5, 1.0, 2.0]
+    assert Backoff().next_delay(retry_after=7) == 7
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_stop_statuses_pause_until_the_config_is_refreshed(
+        tmp_path: Path, upstream: CaptureUpstream, status: int) -> None:
+    app = build_app(tmp_path, {"RELAY_INGESTION_URL": upstream.url,
+                               "RELAY_FLUSH_INTERVAL": "0.05s"}, config_retry_seconds=1.5)
+    upstream.mode = f"status:{status}"
+    r = relay(app)
+    sent = post(app, 10)
+    r.forwarder.start()
+    try:
+        wait_for(lambda: upstream.attempts == 1)
+        time.sleep(1.0)
+        assert upstream.attempts == 1, "kept sending after a stop status"
+        assert r.spool.depth() == 10, "the spool is kept"
+        upstream.mode = "ok"
+        wait_for(lambda: sorted(delivered(upstream)) == sorted(sent), timeout=5)
+    finally:
+        r.forwarder.stop()
+
+
+def test_other_4xx_drop_the_batch_and_count_it(tmp_path: Path,
+                                               upstream: CaptureUpstream) -> None:
+    app = build_app(tmp_path, {"RELAY_INGESTION_URL": upstream.url})
+    upstream.mode = "status:422"
+    post(app, 3)
+    relay(app).forwarder.step(force=True)
+    assert relay(app).spool.depth() == 0
+    assert metric(app, 'ui_telemetry_records_dropped_total{reason="upstream_rejected"}') == 3
+
+
+def test_records_older_than_max_age_are_dropped_and_counted(tmp_path: Path) -> None:
+    app = build_app(tmp_path, {"RELAY_INGESTION_URL": "http://127.0.0.1:9/down",
+                               "RELAY_SPOOL_MAX_AGE": "1s"})
+    post(app, 4)
+    time.sleep(1.2)
+    relay(app).forwarder.step()
+    assert relay(app).spool.depth() == 0
+    assert metric(app, 'ui_telemetry_records_dropped_total{reason="expired"}') == 4
+
+
+def test_forwarder_holds_while_telemetry_is_off(tmp_path: Path, upstream: CaptureUpstream,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    app = build_app(tmp_path, {"RELAY_INGESTION_URL": upstream.url})
+    post(app, 3)
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    relay(app).forwarder.step(force=True)
+    assert upstream.attempts == 0 and relay(app).spool.depth() == 3
+    monkeypatch.delenv("DO_NOT_TRACK")
+    relay(app).forwarder.step(force=True)
+    assert len(delivered(upstream)) == 3
+
+
+def test_ingest_latency_is_unaffected_by_a_hanging_upstream(
+        tmp_path: Path, upstream: CaptureUpstream) -> None:
+    app = build_app(tmp_path, {"RELAY_INGESTION_URL": upstream.url,
+                               "RELAY_FLUSH_INTERVAL": "0.05s", "RELAY_UPSTREAM_TIMEOUT": "3s"})
+    upstream.mode = "hang"
+    r = relay(app)
+    post(app, 5)
+    r.forwarder.start()
+    try:
+        wait_for(lambda: upstream.attempts >= 1)
+        done = threading.Event()
+
+        def ingest() -> None:
+            post(app, 20)
+            done.set()
+
+        threading.Thread(target=ingest).start()
+        assert done.wait(2.0), "a POST waited for the hanging upstream"
+    finally:
+        upstream.mode = "ok"
+        r.forwarder.stop()
+
+
+def test_sigterm_style_stop_drains_the_spool(tmp_path: Path, upstream: CaptureUpstream) -> None:
+    app = build_app(tmp_path, {"RELAY_INGESTION_URL": upstream.url,
+                               "RELAY_FLUSH_INTERVAL": "1h"})
+    r = relay(app)
+    r.forwarder.start()
+    sent = post(app, 600) + post(app, 600)
+    time.sleep(0.5)
+    r.forwarder.stop(drain_seconds=10)
+    assert sorted(delivered(upstream)) == sorted(sent)
+
+
+def test_upstream_request_has_only_allowed_headers(running: Flask,
+                                                   upstream: CaptureUpstream) -> None:
+    post(running, 2)
+    wait_for(lambda: upstream.requests)
+    headers = {h.lower() for h in upstream.requests[0].headers}
+    assert headers <= {"content-type", "content-length", "host", "user-agent", "accept",
+                       "accept-encoding", "connection"}
+    body = upstream.requests[0].body
+    assert json.loads(body["records"][0]["data"]["params"])["eventType"] == "onClick"
