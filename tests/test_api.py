@@ -99,6 +99,23 @@ def test_an_event_id_is_accepted_once(client: FlaskClient) -> None:
     assert len(spool_rows(client)) == 2
 
 
+def test_a_duplicate_inside_one_batch_is_stored_once(client: FlaskClient) -> None:
+    record = make_record()
+    assert post(client, {"records": [record, record]}).get_json()["accepted"] == 2
+    assert len(spool_rows(client)) == 1
+
+
+def test_a_retry_after_forwarding_is_not_stored_again(client: FlaskClient) -> None:
+    batch = {"records": [make_record()]}
+    post(client, batch)
+    client.application.extensions["ui_telemetry"].forwarder.step(force=True)
+    assert spool_rows(client) == []
+    post(client, batch)
+    assert spool_rows(client) == []
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "ui_telemetry_records_duplicate_total 1.0" in text
+
+
 def test_relay_assigns_an_event_id_when_absent(client: FlaskClient) -> None:
     record = make_record()
     del record["event_id"]

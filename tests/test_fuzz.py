@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from marshmallow import ValidationError
+
+from relay.schema import RecordSchema, _fast_load, load_record
 
 from .conftest import build_app
 from .support import ENDPOINT, make_record
@@ -82,3 +86,26 @@ def test_every_valid_record_is_kept_whatever_its_neighbours(fuzz_app: Flask,
     stored = {json.loads(w.data)["event_id"]
               for w in fuzz_app.extensions["ui_telemetry"].spool.last(20)}
     assert pristine["event_id"] in stored
+
+
+@settings(max_examples=1000, deadline=None)
+@given(record=st.one_of(mutated_records(), st.builds(make_record), json_values))
+def test_fast_path_agrees_with_marshmallow(record: object) -> None:
+    """load_record's shortcut must answer exactly as RecordSchema().load() would."""
+    try:
+        expected = RecordSchema().load(copy.deepcopy(record))
+    except ValidationError:
+        expected = None
+    fast = _fast_load(copy.deepcopy(record))
+    if fast is not None:
+        assert fast == expected
+    try:
+        got = load_record(copy.deepcopy(record))
+    except ValidationError:
+        got = None
+    assert got == expected
+
+
+def test_fast_path_takes_the_common_case() -> None:
+    assert _fast_load(make_record()) is not None
+    assert _fast_load(make_record(params={"value": "dark", "componentSubType": "x"})) is not None
