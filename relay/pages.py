@@ -23,6 +23,7 @@ from flask import (
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
+from .data import DATA_FIELDS
 from .policy import first_off, request_decision
 from .schema import COMPONENT_TYPES, EVENT_TYPES, describe
 
@@ -87,9 +88,55 @@ def _render(template: str, **context: Any) -> str:
     return render_template(template, active=template.removesuffix(".html"), **context)
 
 
+# A fixed sample set: the UI exists to show telemetry at work, not to track experiments.
+EXPERIMENTS = [
+    {"id": "1", "name": "fraud-detection", "runs": 24, "created": "2026-10-02"},
+    {"id": "2", "name": "churn-forecast", "runs": 11, "created": "2026-10-19"},
+    {"id": "3", "name": "support-chatbot-evals", "runs": 57, "created": "2026-11-03"},
+]
+RUNS = [
+    {"name": "bright-owl-12", "status": "FINISHED", "accuracy": "0.931", "duration": "4m 12s"},
+    {"name": "calm-fox-7", "status": "FINISHED", "accuracy": "0.918", "duration": "3m 58s"},
+    {"name": "swift-lynx-3", "status": "FAILED", "accuracy": "-", "duration": "0m 41s"},
+]
+MODELS = [
+    {"name": "fraud-classifier", "version": 7, "alias": "champion", "updated": "2026-11-20"},
+    {"name": "churn-gbm", "version": 3, "alias": "challenger", "updated": "2026-11-12"},
+]
+PROMPTS = [
+    {"name": "support-answer", "version": 4, "updated": "2026-11-22"},
+    {"name": "ticket-summary", "version": 2, "updated": "2026-11-08"},
+]
+TABS = ("runs", "traces", "evaluation")
+
+
 @bp.get("/")
 def home() -> str:
-    return _render("home.html")
+    return _render("home.html", experiments=EXPERIMENTS)
+
+
+@bp.get("/experiments")
+def experiments() -> str:
+    return _render("experiments.html", experiments=EXPERIMENTS)
+
+
+@bp.get("/experiments/<experiment_id>")
+def experiment(experiment_id: str) -> str:
+    found = next((e for e in EXPERIMENTS if e["id"] == experiment_id), None)
+    if found is None:
+        abort(404, "there is no such experiment")
+    return render_template("experiment.html", active="experiments", experiment=found,
+                           runs=RUNS, tabs=TABS)
+
+
+@bp.get("/models")
+def models() -> str:
+    return _render("models.html", models=MODELS)
+
+
+@bp.get("/prompts")
+def prompts() -> str:
+    return _render("prompts.html", prompts=PROMPTS)
 
 
 @bp.get("/settings")
@@ -100,7 +147,7 @@ def settings() -> str:
 @bp.get("/usage-tracking")
 def usage() -> str:
     return _render("usage.html", fields=list(describe()), component_types=COMPONENT_TYPES,
-                   event_types=EVENT_TYPES)
+                   event_types=EVENT_TYPES, upstream_fields=DATA_FIELDS)
 
 
 @bp.get("/static/<path:filename>")

@@ -1,0 +1,112 @@
+"""Playwright in Debian's Chromium against a real `ui-telemetry serve` and a capture upstream."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright
+
+from tests.support import CaptureUpstream, RelayServer
+
+CHROMIUM = os.environ.get("UI_TELEMETRY_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+PAGES = {"home": "/", "experiments": "/experiments", "experiment": "/experiments/1",
+         "models": "/models", "prompts": "/prompts", "settings": "/settings",
+         "usage-tracking": "/usage-tracking"}
+ENDPOINT = "/ajax-api/3.0/mlflow/ui-telemetry"
+
+# Records a page's CSP violations where the test can read them.
+CSP_WATCH = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation',
+  (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));
+"""
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run `bash scripts/test.sh`, "
+                    "which installs Debian's chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+class Relay:
+    def __init__(self, server: RelayServer, upstream: CaptureUpstream) -> None:
+        self.server = server
+        self.upstream = upstream
+        self.base = server.base
+
+    def params(self) -> list[dict]:
+        import json
+
+        return [json.loads(d["params"]) for d in self.upstream.data()]
+
+
+@pytest.fixture
+def start_relay(tmp_path: Path) -> Iterator[Callable[..., Relay]]:
+    started: list[Relay] = []
+
+    def start(**env: str) -> Relay:
+        upstream = CaptureUpstream()
+        server = RelayServer(tmp_path / f"data{len(started)}", {
+            "RELAY_INGESTION_URL": upstream.url, "RELAY_FLUSH_INTERVAL": "0.2s",
+            "RELAY_UI_FLUSH_INTERVAL_MS": "300", **env}, workers=2).start()
+        relay = Relay(server, upstream)
+        started.append(relay)
+        return relay
+
+    yield start
+    for relay in started:
+        relay.server.stop()
+        relay.upstream.close()
+
+
+@pytest.fixture
+def relay(start_relay: Callable[..., Relay]) -> Relay:
+    return start_relay()
+
+
+class Watched:
+    """A browser context whose telemetry requests, console errors and CSP reports are kept."""
+
+    def __init__(self, context: BrowserContext) -> None:
+        self.context = context
+        self.telemetry: list[Request] = []
+        self.errors: list[str] = []
+        context.add_init_script(CSP_WATCH)
+        context.on("request", self._request)
+
+    def _request(self, request: Request) -> None:
+        if "ui-telemetry" in request.url:
+            self.telemetry.append(request)
+
+    def page(self, path: str | None = None, base: str = "") -> Page:
+        page = self.context.new_page()
+        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        if path is not None:
+            page.goto(base + path)
+        return page
+
+
+@pytest.fixture
+def watched(browser: Browser) -> Iterator[Callable[..., Watched]]:
+    contexts: list[BrowserContext] = []
+
+    def make(**options: object) -> Watched:
+        context = browser.new_context(**options)  # type: ignore[arg-type]
+        contexts.append(context)
+        return Watched(context)
+
+    yield make
+    for c in contexts:
+        c.close()
