@@ -40,6 +40,13 @@ let timer = 0;
 let retryAt = 0;
 let failures = 0;
 let inflight = 0;
+// The keepalive budget is full: wait for an answer instead of re-serialising on every click.
+let blocked = false;
+let dev = false;
+/** @type {string|undefined} */
+let installationId;
+/** @type {string|undefined} */
+let sessionId;
 /** @type {WeakMap<Element, string>} */
 let views = new WeakMap();
 /** @type {IntersectionObserver|undefined} */
@@ -79,6 +86,7 @@ function off(why) {
   reason = why;
   queue = [];
   recent = [];
+  installationId = sessionId = undefined;
   clearTimeout(timer);
   timer = 0;
   try {
@@ -108,26 +116,24 @@ export function logEvent(e) {
   if (typeof e.value == 'string') params.value = e.value;
   /** @type {TelemetryRecord} */
   const record = {
-    installation_id: id(ls(), INSTALLATION),
-    session_id: id(ss(), SESSION),
+    installation_id: (installationId ||= id(ls(), INSTALLATION)),
+    session_id: (sessionId ||= id(ss(), SESSION)),
     event_name: 'ui_event',
     timestamp_ns: Date.now() * 1e6,
     params,
     event_id: uuid(),
   };
-  try {
-    if (JSON.parse(ls().getItem(DEV))) console.log('[ui-telemetry]', record);
-  } catch {}
+  if (dev) console.log('[ui-telemetry]', record);
   recent.push(record);
   if (recent.length > RECENT) recent.shift();
   push([record]);
-  queue.length >= BATCH ? flush() : schedule(cfg.flushIntervalMs);
+  queue.length >= BATCH && !blocked ? flush() : schedule(cfg.flushIntervalMs);
 }
 
 /** Add to the queue, oldest first out past the cap. @param {TelemetryRecord[]} records */
 function push(records, front = false) {
-  queue = front ? records.concat(queue) : queue.concat(records);
-  if (queue.length > MAX_QUEUE) queue = queue.slice(-MAX_QUEUE);
+  front ? queue.unshift(...records) : queue.push(...records);
+  if (queue.length > MAX_QUEUE) queue.splice(0, queue.length - MAX_QUEUE);
 }
 
 /** @param {number} ms */
@@ -147,7 +153,7 @@ export function flush(leaving = false) {
       const body = JSON.stringify({ records: batch });
       // Over the keepalive budget: when leaving a beacon gets its own chance, else wait.
       const fits = inflight + body.length <= BUDGET;
-      if (!fits && !leaving) break;
+      if ((blocked = !fits && !leaving)) break;
       queue = queue.slice(batch.length);
       if (!(fits ? send(body, batch) : beacon(body))) {
         push(batch, true);
@@ -183,9 +189,13 @@ function send(body, batch) {
     return beacon(body);
   }
   inflight += body.length;
+  const done = () => {
+    inflight -= body.length;
+    if (blocked) (blocked = false), flush();
+  };
   request.then(
     (res) => {
-      inflight -= body.length;
+      done();
       if (res.ok) {
         failures = 0;
         res.json().then((j) => {
@@ -200,7 +210,7 @@ function send(body, batch) {
       // Any other 4xx: the relay will never take this batch, so it is dropped.
     },
     () => {
-      inflight -= body.length;
+      done();
       retry(batch, navigator.onLine === false ? '0' : null);
     },
   );
@@ -272,6 +282,7 @@ function start() {
   if (reason) off(reason);
   else
     try {
+      dev = JSON.parse(ls().getItem(DEV)) === true;
       const saved = JSON.parse(ls().getItem(SAVED) || '[]');
       ls().removeItem(SAVED);
       if (saved.length) push(saved), schedule(0);
