@@ -23,11 +23,12 @@ CREATE TABLE IF NOT EXISTS records (
     received_at REAL NOT NULL,
     data TEXT NOT NULL
 );
+-- Rowids grow with time, so expiry walks from the front without an index on seen_at: an index
+-- there cost a third of the time of every POST.
 CREATE TABLE IF NOT EXISTS seen (
-    event_id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
     seen_at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS seen_by_age ON seen (seen_at);
+);
 -- Every stored record marks its event_id as seen, so a retried batch is not stored twice,
 -- even after the first copy was forwarded and deleted.
 CREATE TRIGGER IF NOT EXISTS records_seen AFTER INSERT ON records BEGIN
@@ -165,8 +166,13 @@ class Spool:
             dropped = db.execute("DELETE FROM records WHERE received_at < ?",
                                  (now - max_age,)).rowcount
             # A browser retries for at most the 7-day timestamp window: keep ids a day longer.
-            db.execute("DELETE FROM seen WHERE seen_at < ?",
-                       (now - max(max_age, 7 * 86400) - 86400,))
+            # min(rowid) with a WHERE stops at the first young row: only the expired prefix
+            # is read.
+            db.execute(
+                "DELETE FROM seen WHERE rowid < coalesce("
+                "(SELECT min(rowid) FROM seen WHERE seen_at >= ?), "
+                "(SELECT max(rowid) + 1 FROM seen))",
+                (now - max(max_age, 7 * 86400) - 86400,))
             self._count(db, [("dropped", "expired", dropped)])
         return dropped
 

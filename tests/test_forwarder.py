@@ -229,3 +229,16 @@ def test_upstream_request_has_only_allowed_headers(running: Flask,
                        "accept-encoding", "connection"}
     body = upstream.requests[0].body
     assert json.loads(body["records"][0]["data"]["params"])["eventType"] == "onClick"
+
+
+def test_seen_ids_are_forgotten_after_the_retention_window(tmp_path: Path) -> None:
+    app = build_app(tmp_path)
+    spool = relay(app).spool
+    spool.store([("old-1", "{}"), ("old-2", "{}")])
+    spool._connection().execute("UPDATE seen SET seen_at = seen_at - 9 * 86400")
+    spool.store([("new-1", "{}")])
+    spool.expire(7 * 86400)
+    ids = [r[0] for r in spool._connection().execute("SELECT event_id FROM seen")]
+    assert ids == ["new-1"]
+    # A forgotten id could be stored again; a remembered one could not.
+    assert spool.store([("old-1", "{}"), ("new-1", "{}")]) == 1
