@@ -19,11 +19,12 @@ from .config import Config
 from .policy import Decision
 from .remote_config import RemoteConfig
 from .sinks import Outcome, Sink, make_sink
-from .spool import Spool
+from .spool import Spool, Waiting
 
 MIN_BACKOFF = 1.0
 MAX_BACKOFF = 60.0
 EXPIRE_EVERY = 60.0
+CHECKPOINT_EVERY = 1.0
 IDLE_POLL = 0.5
 
 
@@ -68,6 +69,7 @@ class Forwarder:
         self._stopped_at: float | None = None  # config generation when an upstream said stop
         self._last_send = clock()
         self._next_expire = 0.0
+        self._next_checkpoint = 0.0
 
     # -- leadership -----------------------------------------------------------------------
 
@@ -141,6 +143,9 @@ class Forwarder:
         if now >= self._next_expire:
             self.spool.expire(self.config.spool_max_age)
             self._next_expire = now + EXPIRE_EVERY
+        if now >= self._next_checkpoint:
+            self.spool.checkpoint()
+            self._next_checkpoint = now + CHECKPOINT_EVERY
         if not self.server_decision().enabled:
             return 1.0  # hold the backlog while telemetry is off; max age still applies
         if self._stopped_at is not None:
@@ -158,15 +163,14 @@ class Forwarder:
         if not batch:
             return min(IDLE_POLL, self.config.flush_interval)
         outcome = self._sink_for(self.upstream_url()).send([w.data for w in batch])
-        ids = [w.id for w in batch]
         if outcome.ok:
             self.backoff.reset()
-            self.spool.remove(ids, [("forwarded", "", len(ids))])
+            self.spool.remove(batch, [("forwarded", "", len(batch))])
             return 0.0 if len(batch) == size else min(IDLE_POLL, self.config.flush_interval)
-        self._on_failure(outcome, ids)
+        self._on_failure(outcome, batch)
         return 0.0 if outcome.action == "drop" else 1.0
 
-    def _on_failure(self, outcome: Outcome, ids: list[int]) -> None:
+    def _on_failure(self, outcome: Outcome, batch: list[Waiting]) -> None:
         self._note_error(outcome.kind, outcome.detail)
         if outcome.action == "retry":
             self._retry_at = self.clock() + self.backoff.next_delay(outcome.retry_after)
@@ -177,7 +181,7 @@ class Forwarder:
             else:
                 self._stopped_at = self.remote.generation  # resume when the config refreshes
         else:
-            self.spool.remove(ids, [("dropped", "upstream_rejected", len(ids))])
+            self.spool.remove(batch, [("dropped", "upstream_rejected", len(batch))])
 
     def _note_error(self, kind: str, detail: str) -> None:
         self.spool.count([("upstream_errors", kind, 1)])

@@ -73,6 +73,9 @@ class Spool:
             # only a power cut could lose the last transactions. FULL would fsync each POST.
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=30000")
+            # Copying the WAL back into the database (and its fsync) is the forwarder's job,
+            # via checkpoint(): a POST should not pay for it when it crosses the threshold.
+            db.execute("PRAGMA wal_autocheckpoint=0")
             self._local.db = db
         return db
 
@@ -153,11 +156,19 @@ class Spool:
         return self._connection().execute(
             "SELECT 1 FROM records ORDER BY id LIMIT 1 OFFSET ?", (n - 1,)).fetchone() is not None
 
-    def remove(self, ids: list[int], counts: Iterable[Count] = ()) -> None:
-        """Forget records that were delivered (or given up on), counting why."""
+    def remove(self, batch: list[Waiting], counts: Iterable[Count] = ()) -> None:
+        """Forget a batch from peek() that was delivered (or given up on), counting why.
+
+        peek() returns the lowest ids, and new rows only get higher ones (AUTOINCREMENT), so
+        the batch is exactly the rows between its first and last id: one range delete.
+        """
         with self._transaction() as db:
-            db.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in ids])
+            db.execute("DELETE FROM records WHERE id BETWEEN ? AND ?", (batch[0].id, batch[-1].id))
             self._count(db, counts)
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database; readers are never blocked (PASSIVE)."""
+        self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def expire(self, max_age: float) -> int:
         """Drop records waiting longer than max_age, and forget event ids a little later."""
