@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import threading
 from pathlib import Path
 
 from .support import CaptureUpstream, RelayServer, make_record, read_sink, wait_for
@@ -32,17 +34,33 @@ def test_kill_9_mid_load_with_failing_upstream_loses_nothing(tmp_path: Path) -> 
     upstream = CaptureUpstream(mode="every_other")
     env = {"RELAY_INGESTION_URL": upstream.url}
     srv = RelayServer(data, env, workers=2).start()
-    sent: list[str] = []
-    try:
-        for _ in range(30):
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
             batch = [make_record() for _ in range(20)]
-            status, _ = srv.post({"records": batch})
-            assert status == 200
-            sent += [r["event_id"] for r in batch]
-        srv.kill9()
+            try:
+                status, _ = srv.post({"records": batch})
+            except (OSError, http.client.HTTPException):
+                return  # the server died under this request: it was never acknowledged
+            if status == 200:
+                acknowledged.extend(r["event_id"] for r in batch)
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(acknowledged) >= 600)
+        srv.kill9()  # while the clients are still posting
+        stop.set()
+        for t in threads:
+            t.join(10)
         upstream.mode = "ok"
         srv = RelayServer(data, env, workers=2).start()
-        wait_for(lambda: {d["event_id"] for d in upstream.data()} >= set(sent), timeout=60)
+        wait_for(lambda: {d["event_id"] for d in upstream.data()} >= set(acknowledged),
+                 timeout=60)
     finally:
+        stop.set()
         srv.stop()
         upstream.close()
