@@ -13,7 +13,7 @@ from . import api, pages
 from .config import Config, load_config
 from .data import ServerInfo
 from .forwarder import Forwarder
-from .policy import Decision, environment_decision, first_off, remote_decision
+from .policy import Decision, environment_decision, remote_decision
 from .remote_config import RemoteConfig
 from .spool import Spool
 
@@ -36,13 +36,15 @@ class Relay:
         if not env.enabled:
             return env
         state = self.remote.get()
-        return first_off(remote_decision(state.values, state.error))
+        return remote_decision(state.values, state.error)
 
-    def init_app(self, app: Flask) -> None:
+    def init_app(self, app: Flask, *, ui: bool = True) -> None:
+        """Install the endpoint, the page-config helper and the CSP; `ui` adds our own pages
+        (an app with pages of its own, such as `mlflow server`, passes ui=False)."""
         app.extensions["ui_telemetry"] = self
         prefix = self.config.static_prefix
         app.register_blueprint(api.bp, url_prefix=prefix or None)
-        pages.init_app(app, self)
+        pages.init_app(app, self, ui=ui)
         if self.config.cors_origins:
             CORS(app, origins=list(self.config.cors_origins), methods=["GET", "POST"],
                  resources={f"{prefix}{api.ENDPOINT}": {}}, allow_headers=["Content-Type"],

@@ -157,8 +157,9 @@ def static(filename: str) -> Response:
     return send_from_directory(STATIC_DIR, filename, max_age=300)
 
 
-def init_app(app: Flask, relay: Relay) -> None:
-    app.register_blueprint(bp, url_prefix=relay.config.static_prefix or None)
+def init_app(app: Flask, relay: Relay, *, ui: bool = True) -> None:
+    if ui:
+        app.register_blueprint(bp, url_prefix=relay.config.static_prefix or None)
     app.add_template_global(ui_telemetry_config)
     app.add_template_global(lambda: relay.config.static_prefix, "static_prefix")
 

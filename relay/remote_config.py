@@ -99,9 +99,6 @@ class RemoteConfig:
             self._expires = self._clock() + self._config.config_cache_seconds
         return self._state
 
-    def invalidate(self) -> None:
-        self._expires = 0.0
-
     @property
     def generation(self) -> float:
         """Changes whenever the config is refreshed: the forwarder resumes after a stop then."""

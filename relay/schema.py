@@ -140,12 +140,8 @@ _RECORD = RecordSchema()
 _PARAMS = ParamsSchema()
 
 
-def _plan(schema: Schema) -> list[tuple[str, fields.Field]]:
-    return list(schema.fields.items())
-
-
-_RECORD_PLAN = [(n, f) for n, f in _plan(_RECORD) if n != "params"]
-_PARAMS_PLAN = _plan(_PARAMS)
+_RECORD_PLAN = [(n, f) for n, f in _RECORD.fields.items() if n != "params"]
+_PARAMS_PLAN = list(_PARAMS.fields.items())
 
 
 def _fast_fields(item: dict[str, Any], plan: list[tuple[str, fields.Field]]) -> dict | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email.utils
 import http.client
-import json
 import os
 import socket
 import time
@@ -143,9 +142,3 @@ def make_sink(url: str, timeout: float) -> Sink:
         return FileSink(url)
     return HttpSink(url, timeout)
 
-
-def read_json_lines(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]

@@ -90,12 +90,6 @@ class Spool:
             raise
         db.execute("COMMIT")
 
-    def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
-
     @staticmethod
     def _count(db: sqlite3.Connection, counts: Iterable[Count]) -> None:
         db.executemany(

@@ -96,15 +96,19 @@ def test_helper_works_in_another_flask_app(tmp_path: Path) -> None:
     from relay.config import load_config
 
     other = Flask("embedding")
-    Relay(load_config({"RELAY_DATA_DIR": str(tmp_path)})).init_app(other)
+    Relay(load_config({"RELAY_DATA_DIR": str(tmp_path)})).init_app(other, ui=False)
 
     @other.get("/mine")
     def mine() -> str:
         from flask import render_template_string
         return render_template_string("<head>{{ ui_telemetry_config() }}</head>")
 
-    html = other.test_client().get("/mine").get_data(as_text=True)
-    assert config_of(html)["endpoint"] == "ajax-api/3.0/mlflow/ui-telemetry"
+    client = other.test_client()
+    resp = client.get("/mine")
+    assert config_of(resp.get_data(as_text=True))["endpoint"] == "ajax-api/3.0/mlflow/ui-telemetry"
+    assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert client.get("/ajax-api/3.0/mlflow/ui-telemetry").status_code == 200
+    assert client.get("/settings").status_code == 404  # the embedding app's routes are its own
 
 
 def test_static_files_are_served_and_confined(app: Flask) -> None:
