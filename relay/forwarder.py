@@ -187,9 +187,8 @@ class Forwarder:
         self.spool.count([("upstream_errors", kind, 1)])
         self.spool.set_state("last_error", {"kind": kind, "detail": detail, "at": time.time()})
 
-    def drain(self, deadline: float) -> int:
+    def drain(self, deadline: float) -> None:
         """Send everything now, until the spool is empty, the upstream fails or time is up."""
-        sent = 0
         while self.clock() < deadline:
             before = self.spool.depth_upper_bound()
             if before == 0 or self._retry_at > deadline:
@@ -201,5 +200,3 @@ class Forwarder:
             after = self.spool.depth_upper_bound()
             if after >= before and self._retry_at <= self.clock():
                 break  # nothing moved and nothing to wait for (telemetry off, or stopped)
-            sent += before - after
-        return sent
