@@ -14,10 +14,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from .data import to_data
 from .metrics import render
 from .policy import first_off, request_decision
-from .schema import EnvelopeError, validate_batch
+from .validation import EnvelopeError, validate_batch
 
 if TYPE_CHECKING:
     from .app import Relay
@@ -78,17 +77,17 @@ def _check_origin(allowed: tuple[str, ...]) -> None:
 
 
 def _read_body(max_bytes: int) -> Any:
-    if request.mimetype not in ACCEPTED_TYPES:
+    # The media type as werkzeug's request.mimetype gives it, at a tenth of the cost.
+    mimetype = request.environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    if mimetype not in ACCEPTED_TYPES:
         raise ApiError(415, "send the batch as application/json or text/plain (JSON text), "
-                            f"not {request.mimetype or 'a body without a Content-Type'}",
+                            f"not {mimetype or 'a body without a Content-Type'}",
                        "unsupported_media_type")
-    too_large = ApiError(413, f"the body is larger than {max_bytes // 1024} KiB; "
-                              "send fewer records per request", "too_large")
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise too_large
-    raw = request.stream.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise too_large
+    length = request.content_length
+    raw = b"" if length == 0 else request.stream.read(max_bytes + 1)
+    if (length or 0) > max_bytes or len(raw) > max_bytes:
+        raise ApiError(413, f"the body is larger than {max_bytes // 1024} KiB; "
+                            "send fewer records per request", "too_large")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -127,25 +126,27 @@ def post_records() -> Response:
         batch = validate_batch(body, cfg.max_records_per_request)
     except EnvelopeError as err:
         raise ApiError(400, str(err), "invalid_envelope") from None
-    if r.spool.depth_upper_bound() + len(batch.records) > cfg.spool_max_records:
-        raise ApiError(503, "the relay's spool is full because the upstream is not taking "
-                            "records; try again later", "spool_full",
-                       {"Retry-After": str(RETRY_AFTER_FULL)})
-    items = []
+    event_ids = []
+    line = r.data_encoder.line
     for record in batch.records:
         # Relay-assigned when the browser gave none; stored, so every retry upstream reuses it.
         record["event_id"] = record["event_id"] or str(uuid.uuid4())
-        data = to_data(record, r.server_info)
-        items.append((record["event_id"], json.dumps(data, separators=(",", ":"))))
-    rejected = [("rejected", reason, 1) for reason in batch.rejected]
-    r.spool.store(items, rejected)
-    return jsonify(status="success", accepted=len(batch.records), rejected=len(batch.rejected))
+        event_ids.append(record["event_id"])
+    lines = [line(record) for record in batch.records]
+    if not r.spool.store(event_ids, lines, [("rejected", reason, 1) for reason in batch.rejected],
+                         limit=cfg.spool_max_records):
+        raise ApiError(503, "the relay's spool is full because the upstream is not taking "
+                            "records; try again later", "spool_full",
+                       {"Retry-After": str(RETRY_AFTER_FULL)})
+    # jsonify's output, without its cost: the numbers are the only variable part.
+    return Response(f'{{"status":"success","accepted":{len(lines)},'
+                    f'"rejected":{len(batch.rejected)}}}\n', mimetype="application/json")
 
 
 @bp.get("/health")
 def health() -> Response:
     r = relay()
-    r.spool.depth_upper_bound()  # proves the spool can be read
+    r.spool.depth()  # proves the spool can be read
     return jsonify(status="ok", telemetry="on" if r.server_decision().enabled else "off")
 
 

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import api, pages
 from .config import Config, load_config
-from .data import ServerInfo
+from .data import DataEncoder, ServerInfo
 from .forwarder import Forwarder
 from .policy import Decision, environment_decision, remote_decision
 from .remote_config import RemoteConfig
@@ -27,6 +27,7 @@ class Relay:
         self.config = config
         self.spool = Spool(config.spool_path)
         self.server_info = ServerInfo.load(config.data_dir)
+        self.data_encoder = DataEncoder(self.server_info)
         self.remote = RemoteConfig(config)
         self.forwarder = Forwarder(self.spool, config, self.remote, self.server_decision)
 

@@ -105,8 +105,8 @@ def cmd_inspect(args: argparse.Namespace, config: Config) -> int:
         print(f"ui-telemetry: forwarded records went to {upstream}; showing the spool",
               file=sys.stderr)
     spool = Spool(config.spool_path)
-    for row in spool.last(args.last or 1_000_000_000):
-        print(row.data)
+    for line in spool.last(args.last or 1_000_000_000):
+        print(line)
     return 0
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
 import uuid
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +85,56 @@ def to_data(record: dict[str, Any], server: ServerInfo) -> dict[str, Any]:
         "python_version": server.python_version,
         "operating_system": server.operating_system,
     }
+
+
+_STRING = json.encoder.encode_basestring_ascii  # a str as a quoted, escaped JSON string
+# Printable ASCII without " and \: text that JSON carries as it is, inside quotes.
+_PLAIN = re.compile(r"[ !#-\[\]-~]*\Z").match
+# The params of nearly every record (the browser module sends no optional ones), sorted.
+COMMON_PARAMS = ("componentId", "componentType", "componentViewId", "eventType")
+
+
+def _params_json(params: dict[str, str]) -> str:
+    """json.dumps(params, separators=(",", ":"), sort_keys=True) for string values, faster."""
+    return "{" + ",".join([f"{_STRING(k)}:{_STRING(v)}" for k, v in sorted(params.items())]) + "}"
+
+
+class DataEncoder:
+    """DATA as one compact JSON line, several times faster than json.dumps(to_data(...)).
+
+    to_data() stays the readable definition; a property test checks that every line parses to
+    exactly what it returns. The relay's own fields never change, so they are encoded once;
+    a record with the common params and plain text everywhere fills a ready-made template.
+    """
+
+    def __init__(self, server: ServerInfo) -> None:
+        head = to_data({name: None for name in DATA_FIELDS} | {"params": {}}, server)
+        own = {k: head[k] for k in DATA_FIELDS[DATA_FIELDS.index("server_installation_id"):]}
+        self._tail = json.dumps(own, separators=(",", ":"))[1:]  # '"server_installation_id":…}'
+        assert head["status"] == "success" and head["duration_ms"] == 0
+        params = ",".join(f'\\"{name}\\":\\"%s\\"' for name in COMMON_PARAMS)
+        self._template = ('{"event_id":"%s","event_name":"%s","timestamp_ns":%d,'
+                          f'"params":"{{{params}}}","status":"success","duration_ms":0,'
+                          '"installation_id":"%s","session_id":"%s",' + self._tail.replace("%", "%%"))
+        self._common = itemgetter(*COMMON_PARAMS)
+
+    def line(self, record: dict[str, Any]) -> str:
+        """One validated record (event_id set) as its DATA line."""
+        params = record["params"]
+        if len(params) == len(COMMON_PARAMS) and type(record["timestamp_ns"]) is int:
+            try:
+                values = self._common(params)
+                texts = (record["event_id"], record["event_name"], *values,
+                         record["installation_id"], record["session_id"])
+                plain = _PLAIN("".join(texts))  # TypeError unless all are str
+            except (KeyError, TypeError):
+                plain = None
+            if plain:
+                return self._template % (*texts[:2], record["timestamp_ns"], *texts[2:])
+        return (f'{{"event_id":{_STRING(record["event_id"])},'
+                f'"event_name":{_STRING(record["event_name"])},'
+                f'"timestamp_ns":{int(record["timestamp_ns"])},'
+                f'"params":{_STRING(_params_json(record["params"]))},'
+                '"status":"success","duration_ms":0,'
+                f'"installation_id":{_STRING(record["installation_id"])},'
+                f'"session_id":{_STRING(record["session_id"])},{self._tail}')

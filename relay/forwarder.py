@@ -18,8 +18,9 @@ from typing import IO
 from .config import Config
 from .policy import Decision
 from .remote_config import RemoteConfig
+from .seen import SeenIds, key, pack
 from .sinks import Outcome, Sink, make_sink
-from .spool import Spool, Waiting
+from .spool import Count, Row, Spool
 
 MIN_BACKOFF = 1.0
 MAX_BACKOFF = 60.0
@@ -70,6 +71,7 @@ class Forwarder:
         self._last_send = clock()
         self._next_expire = 0.0
         self._next_checkpoint = 0.0
+        self.seen = SeenIds()
 
     # -- leadership -----------------------------------------------------------------------
 
@@ -84,6 +86,7 @@ class Forwarder:
             f.close()
             return False
         self._lock_file = f
+        self.seen.load(self.spool)  # what the previous leader delivered
         return True
 
     def release(self) -> None:
@@ -141,7 +144,7 @@ class Forwarder:
         """Send at most one batch if it is time; return how long to wait before the next step."""
         now = self.clock()
         if now >= self._next_expire:
-            self.spool.expire(self.config.spool_max_age)
+            self.spool.expire(self.config.spool_max_age, self.seen.remember)
             self._next_expire = now + EXPIRE_EVERY
         if now >= self._next_checkpoint:
             self.spool.checkpoint()
@@ -156,21 +159,45 @@ class Forwarder:
             return min(self._retry_at - now, 1.0)
         size = self.config.batch_size
         due = force or now - self._last_send >= self.config.flush_interval
-        if not due and not self.spool.has_at_least(size):
+        if not due and self.spool.depth() < size:
             return min(IDLE_POLL, self.config.flush_interval)
-        batch = self.spool.peek(size)
+        rows = self.spool.peek(size)
         self._last_send = now
-        if not batch:
+        if not rows:
             return min(IDLE_POLL, self.config.flush_interval)
-        outcome = self._sink_for(self.upstream_url()).send([w.data for w in batch])
+        lines, keys = self._new_records(rows)
+        held = sum(len(row.lines) for row in rows)
+        duplicates = ("duplicates", "", held - len(lines))
+        if not lines:
+            self.spool.remove(rows, [duplicates])
+            return 0.0
+        outcome = self._sink_for(self.upstream_url()).send(lines)
         if outcome.ok:
             self.backoff.reset()
-            self.spool.remove(batch, [("forwarded", "", len(batch))])
-            return 0.0 if len(batch) == size else min(IDLE_POLL, self.config.flush_interval)
-        self._on_failure(outcome, batch)
+            self.spool.remove(rows, [("forwarded", "", len(lines)), duplicates], pack(keys))
+            self.seen.add(keys)
+            return 0.0 if held >= size else min(IDLE_POLL, self.config.flush_interval)
+        self._on_failure(outcome, rows, [("dropped", "upstream_rejected", len(lines)),
+                                         duplicates])
         return 0.0 if outcome.action == "drop" else 1.0
 
-    def _on_failure(self, outcome: Outcome, batch: list[Waiting]) -> None:
+    def _new_records(self, rows: list[Row]) -> tuple[list[str], list[int]]:
+        """The DATA lines of records not delivered before (nor twice in these rows)."""
+        lines: list[str] = []
+        keys: list[int] = []
+        fresh: set[int] = set()
+        seen = self.seen
+        for row in rows:
+            for event_id, line in zip(row.event_ids, row.lines, strict=True):
+                k = key(event_id)
+                if k in seen or k in fresh:
+                    continue
+                fresh.add(k)
+                keys.append(k)
+                lines.append(line)
+        return lines, keys
+
+    def _on_failure(self, outcome: Outcome, rows: list[Row], dropped: list[Count]) -> None:
         self._note_error(outcome.kind, outcome.detail)
         if outcome.action == "retry":
             self._retry_at = self.clock() + self.backoff.next_delay(outcome.retry_after)
@@ -181,7 +208,7 @@ class Forwarder:
             else:
                 self._stopped_at = self.remote.generation  # resume when the config refreshes
         else:
-            self.spool.remove(batch, [("dropped", "upstream_rejected", len(batch))])
+            self.spool.remove(rows, dropped)
 
     def _note_error(self, kind: str, detail: str) -> None:
         self.spool.count([("upstream_errors", kind, 1)])
@@ -190,13 +217,13 @@ class Forwarder:
     def drain(self, deadline: float) -> None:
         """Send everything now, until the spool is empty, the upstream fails or time is up."""
         while self.clock() < deadline:
-            before = self.spool.depth_upper_bound()
+            before = self.spool.depth()
             if before == 0 or self._retry_at > deadline:
                 break
             if self.clock() < self._retry_at:
                 time.sleep(min(self._retry_at - self.clock(), 0.2))
                 continue
             self.step(force=True)
-            after = self.spool.depth_upper_bound()
+            after = self.spool.depth()
             if after >= before and self._retry_at <= self.clock():
                 break  # nothing moved and nothing to wait for (telemetry off, or stopped)

@@ -7,6 +7,7 @@ tells the same story and nothing is counted for records that were not stored.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 import threading
@@ -16,24 +17,28 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+FORMAT = 1  # PRAGMA user_version: bump, and migrate, whenever a table below changes
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
+-- One row per POST (split at ROW_LIMIT records): a request costs one insert, however many
+-- records it carries. `total` is the running count of records stored, this row's included, so
+-- the depth in records is two O(log n) lookups: last total - (first total - first n).
+CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL,
     received_at REAL NOT NULL,
-    data TEXT NOT NULL
+    n INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    event_ids TEXT NOT NULL,  -- one per line, in the order of data
+    data TEXT NOT NULL        -- one DATA line per record
 );
--- Rowids grow with time, so expiry walks from the front without an index on seen_at: an index
--- there cost a third of the time of every POST.
-CREATE TABLE IF NOT EXISTS seen (
-    event_id TEXT NOT NULL UNIQUE,
-    seen_at REAL NOT NULL
+-- The event ids of delivered records, 16 bytes each, one row per delivered batch: the
+-- forwarder keeps them in memory to skip a record it has delivered before. Appending here is
+-- sequential: a unique index on ids, checked on every POST, cost more than everything else
+-- a POST does (random UUIDs dirty a different page each).
+CREATE TABLE IF NOT EXISTS delivered (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    event_ids BLOB NOT NULL
 );
--- Every stored record marks its event_id as seen, so a retried batch is not stored twice,
--- even after the first copy was forwarded and deleted.
-CREATE TRIGGER IF NOT EXISTS records_seen AFTER INSERT ON records BEGIN
-    INSERT INTO seen (event_id, seen_at) VALUES (NEW.event_id, NEW.received_at);
-END;
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT NOT NULL,
     label TEXT NOT NULL,
@@ -46,22 +51,41 @@ CREATE TABLE IF NOT EXISTS state (
 ) WITHOUT ROWID;
 """
 
+# MLflow's upstream batch size: the forwarder always sends whole rows.
+ROW_LIMIT = 500
+
 Count = tuple[str, str, int]  # (counter name, label value, increment)
 
 
+class SpoolFormatError(RuntimeError):
+    """The spool file was written by a newer (or unknown) version of the relay."""
+
+
 @dataclass(frozen=True)
-class Waiting:
+class Row:
+    """One stored row: up to ROW_LIMIT records that arrived in one POST."""
+
     id: int
     received_at: float
-    data: str
+    event_ids: list[str]
+    lines: list[str]
 
 
 class Spool:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._connection().executescript(SCHEMA)  # IF NOT EXISTS: racing workers agree
+        db = self._connection()
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, FORMAT):
+            raise SpoolFormatError(
+                f"{path} is in spool format {version}, and this relay reads format {FORMAT}: "
+                "run the relay version that wrote it until the spool is empty, or move the "
+                "file away")
+        db.executescript(SCHEMA)  # IF NOT EXISTS: racing workers agree
+        db.execute(f"PRAGMA user_version = {FORMAT}")
 
     # One connection per thread: the request thread and the forwarder never share one.
     def _connection(self) -> sqlite3.Connection:
@@ -77,18 +101,27 @@ class Spool:
             # via checkpoint(): a POST should not pay for it when it crosses the threshold.
             db.execute("PRAGMA wal_autocheckpoint=0")
             self._local.db = db
+            # Writers queue on a flock first. SQLite's own busy handler sleeps 1 ms, then 2,
+            # then 5... when the write lock is taken, which idles the CPU under load; the
+            # kernel wakes a flock waiter the moment the holder lets go.
+            self._local.lock = open(self.lock_path, "a")  # noqa: SIM115 - the thread's own
         return db
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
+        lock = self._local.lock.fileno()
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
     @staticmethod
     def _count(db: sqlite3.Connection, counts: Iterable[Count]) -> None:
@@ -102,82 +135,111 @@ class Spool:
         with self._transaction() as db:
             self._count(db, counts)
 
-    def store(self, items: list[tuple[str, str]], counts: Iterable[Count] = ()) -> int:
-        """Commit (event_id, data) pairs; an event_id seen before is skipped.
+    def store(self, event_ids: list[str], lines: list[str], counts: Iterable[Count] = (),
+              limit: int | None = None) -> bool:
+        """Commit records (their event ids and DATA lines), counting them as received.
 
-        Returns how many were new. Counters are updated in the same transaction.
+        Counters in `counts` are updated in the same transaction. With `limit`, nothing is
+        stored (and False returned) when the spool would then hold more records than that.
+        A record whose event_id was stored before is stored again: the forwarder skips it.
         """
         now = time.time()
+        rows = [(now, len(lines[i:i + ROW_LIMIT]), "\n".join(event_ids[i:i + ROW_LIMIT]),
+                 "\n".join(lines[i:i + ROW_LIMIT])) for i in range(0, len(lines), ROW_LIMIT)]
         with self._transaction() as db:
-            # One statement for the batch; the trigger marks ids seen row by row, so a
-            # duplicate inside the same batch is skipped too.
-            new = db.executemany(
-                "INSERT INTO records (event_id, received_at, data) SELECT ?1, ?2, ?3 "
-                "WHERE NOT EXISTS (SELECT 1 FROM seen WHERE event_id = ?1)",
-                [(event_id, now, data) for event_id, data in items]).rowcount
-            self._count(db, [*counts, ("received", "", new),
-                             ("duplicates", "", len(items) - new)])
-        return new
+            if limit is not None and self._depth(db) + len(lines) > limit:
+                return False
+            db.executemany(
+                "INSERT INTO batches (received_at, n, total, event_ids, data) SELECT ?1, ?2, "
+                "coalesce((SELECT total FROM batches ORDER BY id DESC LIMIT 1), 0) + ?2, ?3, ?4",
+                rows)
+            self._count(db, [*counts, ("received", "", len(lines))])
+        return True
 
-    def depth_upper_bound(self) -> int:
-        """An O(log n) bound on the backlog, cheap enough for every POST."""
-        # Two scalar subqueries: SQLite answers a lone min() or max() from the b-tree's ends,
-        # but "max(id) - min(id)" in one aggregate scans the whole table.
-        row = self._connection().execute(
-            "SELECT (SELECT max(id) FROM records) - (SELECT min(id) FROM records) + 1"
-        ).fetchone()
+    @staticmethod
+    def _depth(db: sqlite3.Connection) -> int:
+        # Scalar subqueries: SQLite answers each from one end of the b-tree.
+        row = db.execute(
+            "SELECT (SELECT total FROM batches ORDER BY id DESC LIMIT 1) - "
+            "(SELECT total - n FROM batches ORDER BY id LIMIT 1)").fetchone()
         return row[0] or 0
 
     def depth(self) -> int:
-        return self._connection().execute("SELECT count(*) FROM records").fetchone()[0]
+        """Records waiting, in O(log n)."""
+        return self._depth(self._connection())
 
     def oldest(self) -> float | None:
         row = self._connection().execute(
-            "SELECT received_at FROM records ORDER BY id LIMIT 1").fetchone()
+            "SELECT received_at FROM batches ORDER BY id LIMIT 1").fetchone()
         return row[0] if row else None
 
-    def peek(self, limit: int) -> list[Waiting]:
-        rows = self._connection().execute(
-            "SELECT id, received_at, data FROM records ORDER BY id LIMIT ?", (limit,))
-        return [Waiting(*row) for row in rows]
+    def peek(self, max_records: int) -> list[Row]:
+        """The oldest whole rows holding at most max_records records (at least one row)."""
+        rows: list[Row] = []
+        held = 0
+        cursor = self._connection().execute(
+            "SELECT id, received_at, n, event_ids, data FROM batches ORDER BY id")
+        for row_id, received_at, n, event_ids, data in cursor:
+            if rows and held + n > max_records:
+                break
+            rows.append(Row(row_id, received_at, event_ids.split("\n"), data.split("\n")))
+            held += n
+            if held >= max_records:
+                break
+        cursor.close()
+        return rows
 
-    def last(self, limit: int) -> list[Waiting]:
-        rows = self._connection().execute(
-            "SELECT id, received_at, data FROM records ORDER BY id DESC LIMIT ?", (limit,))
-        return [Waiting(*row) for row in rows][::-1]
+    def last(self, limit: int) -> list[str]:
+        """The DATA lines of the newest `limit` waiting records, oldest first."""
+        lines: list[str] = []
+        cursor = self._connection().execute("SELECT data FROM batches ORDER BY id DESC")
+        for (data,) in cursor:
+            lines[:0] = data.split("\n")
+            if len(lines) >= limit:
+                break
+        cursor.close()
+        return lines[-limit:]
 
-    def has_at_least(self, n: int) -> bool:
-        return self._connection().execute(
-            "SELECT 1 FROM records ORDER BY id LIMIT 1 OFFSET ?", (n - 1,)).fetchone() is not None
-
-    def remove(self, batch: list[Waiting], counts: Iterable[Count] = ()) -> None:
-        """Forget a batch from peek() that was delivered (or given up on), counting why.
+    def remove(self, rows: list[Row], counts: Iterable[Count] = (),
+               delivered: bytes = b"") -> None:
+        """Forget rows from peek() that were delivered (or given up on), counting why.
 
         peek() returns the lowest ids, and new rows only get higher ones (AUTOINCREMENT), so
         the batch is exactly the rows between its first and last id: one range delete.
+        `delivered` (16 bytes an event id) is remembered in the same transaction.
         """
         with self._transaction() as db:
-            db.execute("DELETE FROM records WHERE id BETWEEN ? AND ?", (batch[0].id, batch[-1].id))
+            db.execute("DELETE FROM batches WHERE id BETWEEN ? AND ?", (rows[0].id, rows[-1].id))
+            if delivered:
+                db.execute("INSERT INTO delivered (at, event_ids) VALUES (?, ?)",
+                           (time.time(), delivered))
             self._count(db, counts)
+
+    def delivered_since(self, since: float, limit: int) -> Iterator[tuple[float, bytes]]:
+        """(when, packed event ids) delivered after `since`, newest first, about `limit` ids."""
+        held = 0
+        cursor = self._connection().execute(
+            "SELECT at, event_ids FROM delivered WHERE at >= ? ORDER BY id DESC", (since,))
+        for at, blob in cursor:
+            if held >= limit:
+                break
+            held += len(blob) // 16
+            yield at, blob
+        cursor.close()
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database; readers are never blocked (PASSIVE)."""
         self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-    def expire(self, max_age: float) -> int:
-        """Drop records waiting longer than max_age, and forget event ids a little later."""
+    def expire(self, max_age: float, remember: float) -> int:
+        """Drop records waiting longer than max_age, and delivered ids older than remember."""
         now = time.time()
         with self._transaction() as db:
-            dropped = db.execute("DELETE FROM records WHERE received_at < ?",
-                                 (now - max_age,)).rowcount
-            # A browser retries for at most the 7-day timestamp window: keep ids a day longer.
-            # min(rowid) with a WHERE stops at the first young row: only the expired prefix
-            # is read.
-            db.execute(
-                "DELETE FROM seen WHERE rowid < coalesce("
-                "(SELECT min(rowid) FROM seen WHERE seen_at >= ?), "
-                "(SELECT max(rowid) + 1 FROM seen))",
-                (now - max(max_age, 7 * 86400) - 86400,))
+            cutoff = now - max_age
+            dropped = db.execute("SELECT coalesce(sum(n), 0) FROM batches WHERE received_at < ?",
+                                 (cutoff,)).fetchone()[0]
+            db.execute("DELETE FROM batches WHERE received_at < ?", (cutoff,))
+            db.execute("DELETE FROM delivered WHERE at < ?", (now - remember,))
             self._count(db, [("dropped", "expired", dropped)])
         return dropped
 

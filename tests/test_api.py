@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from .conftest import build_app
-from .support import ENDPOINT, make_record
+from .support import ENDPOINT, make_record, read_sink
 
 
 def post(client: FlaskClient, body: object, content_type: str = "application/json",
@@ -20,7 +20,21 @@ def post(client: FlaskClient, body: object, content_type: str = "application/jso
 
 def spool_rows(client: FlaskClient) -> list[dict]:
     spool = client.application.extensions["ui_telemetry"].spool
-    return [json.loads(w.data) for w in spool.peek(10_000)]
+    return [json.loads(line) for row in spool.peek(10_000) for line in row.lines]
+
+
+def forward(client: FlaskClient) -> list[dict]:
+    """Run the forwarder until the spool is empty; return everything the file sink holds."""
+    relay = client.application.extensions["ui_telemetry"]
+    assert relay.forwarder.try_lead()
+    while relay.spool.depth():
+        relay.forwarder.step(force=True)
+    return read_sink(relay.config.data_dir)
+
+
+def metric(client: FlaskClient, name: str) -> str:
+    text = client.get("/metrics").get_data(as_text=True)
+    return next(line for line in text.splitlines() if line.startswith(name + " "))
 
 
 def assert_error(resp, status: int, words: str) -> None:
@@ -91,29 +105,45 @@ def test_nan_and_huge_numbers_reject_only_their_record(client: FlaskClient) -> N
     assert post(client, body).get_json() == {"status": "success", "accepted": 1, "rejected": 2}
 
 
-def test_an_event_id_is_accepted_once(client: FlaskClient) -> None:
+def test_a_retried_batch_is_forwarded_once(client: FlaskClient) -> None:
     batch = {"records": [make_record(), make_record()]}
     assert post(client, batch).get_json()["accepted"] == 2
-    # The browser retries because it never saw the answer: same answer, nothing stored twice.
+    # The browser retries because it never saw the answer: same answer, delivered once.
     assert post(client, batch).get_json()["accepted"] == 2
-    assert len(spool_rows(client)) == 2
+    delivered = [r["event_id"] for r in forward(client)]
+    assert sorted(delivered) == sorted(r["event_id"] for r in batch["records"])
+    assert metric(client, "ui_telemetry_records_duplicate_total") == \
+        "ui_telemetry_records_duplicate_total 2.0"
+    assert metric(client, "ui_telemetry_records_forwarded_total") == \
+        "ui_telemetry_records_forwarded_total 2.0"
 
 
-def test_a_duplicate_inside_one_batch_is_stored_once(client: FlaskClient) -> None:
+def test_a_duplicate_inside_one_batch_is_forwarded_once(client: FlaskClient) -> None:
     record = make_record()
     assert post(client, {"records": [record, record]}).get_json()["accepted"] == 2
-    assert len(spool_rows(client)) == 1
+    assert [r["event_id"] for r in forward(client)] == [record["event_id"]]
 
 
-def test_a_retry_after_forwarding_is_not_stored_again(client: FlaskClient) -> None:
+def test_a_retry_after_forwarding_is_not_forwarded_again(client: FlaskClient) -> None:
     batch = {"records": [make_record()]}
     post(client, batch)
-    client.application.extensions["ui_telemetry"].forwarder.step(force=True)
-    assert spool_rows(client) == []
+    assert len(forward(client)) == 1
     post(client, batch)
-    assert spool_rows(client) == []
-    text = client.get("/metrics").get_data(as_text=True)
-    assert "ui_telemetry_records_duplicate_total 1.0" in text
+    assert len(forward(client)) == 1
+    assert metric(client, "ui_telemetry_records_duplicate_total") == \
+        "ui_telemetry_records_duplicate_total 1.0"
+
+
+def test_a_retry_after_a_restart_is_not_forwarded_again(tmp_path: Path) -> None:
+    batch = {"records": [make_record(), make_record()]}
+    first = build_app(tmp_path).test_client()
+    post(first, batch)
+    assert len(forward(first)) == 2
+    first.application.extensions["ui_telemetry"].forwarder.release()
+    # A new process on the same data directory learns what the last one delivered.
+    second = build_app(tmp_path).test_client()
+    post(second, {"records": [*batch["records"], make_record()]})
+    assert len(forward(second)) == 3
 
 
 def test_relay_assigns_an_event_id_when_absent(client: FlaskClient) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from flask import Flask
 
 from relay.forwarder import Backoff
+from relay.seen import REMEMBER_SECONDS, SeenIds, key, pack
 
 from .conftest import build_app
 from .support import ENDPOINT, CaptureUpstream, make_record, wait_for
@@ -231,14 +233,26 @@ def test_upstream_request_has_only_allowed_headers(running: Flask,
     assert json.loads(body["records"][0]["data"]["params"])["eventType"] == "onClick"
 
 
-def test_seen_ids_are_forgotten_after_the_retention_window(tmp_path: Path) -> None:
+def test_delivered_ids_are_forgotten_after_the_retention_window(tmp_path: Path) -> None:
     app = build_app(tmp_path)
     spool = relay(app).spool
-    spool.store([("old-1", "{}"), ("old-2", "{}")])
-    spool._connection().execute("UPDATE seen SET seen_at = seen_at - 9 * 86400")
-    spool.store([("new-1", "{}")])
-    spool.expire(7 * 86400)
-    ids = [r[0] for r in spool._connection().execute("SELECT event_id FROM seen")]
-    assert ids == ["new-1"]
-    # A forgotten id could be stored again; a remembered one could not.
-    assert spool.store([("old-1", "{}"), ("new-1", "{}")]) == 1
+    old, new = str(uuid.uuid4()), str(uuid.uuid4())
+    for event_id in (old, new):
+        spool.store([event_id], ["{}"])
+        spool.remove(spool.peek(1), delivered=pack([key(event_id)]))
+    spool._connection().execute("UPDATE delivered SET at = at - 9 * 86400 WHERE id = 1")
+    spool.expire(7 * 86400, REMEMBER_SECONDS)
+    seen = SeenIds()
+    seen.load(spool)
+    assert key(new) in seen and key(old) not in seen
+
+
+def test_memory_for_delivered_ids_is_bounded() -> None:
+    seen = SeenIds(max_ids=4)
+    batches = [[key(str(uuid.uuid4())) for _ in range(2)] for _ in range(3)]
+    for batch in batches:
+        seen.add(batch)
+    # The oldest batch went first; the newest ids are the ones a retry most likely repeats.
+    assert len(seen) == 4
+    assert all(k not in seen for k in batches[0])
+    assert all(k in seen for k in batches[1] + batches[2])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 
 import pytest
 from flask import Flask
@@ -11,7 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from relay.schema import RecordSchema, _fast_load, load_record
+from relay.data import DataEncoder, ServerInfo, to_data
+from relay.schema import RecordSchema
+from relay.validation import _SHAPE, _by_field, _common, finish, load_record, validate_batch
 
 from .conftest import build_app
 from .support import ENDPOINT, make_record
@@ -29,13 +32,36 @@ param_names = st.sampled_from(["componentId", "componentViewId", "componentType"
 
 
 @st.composite
+def near_miss(draw: st.DrawFn, value: object) -> object:
+    """A valid string with one character inserted, replaced or cut: the edges of a pattern."""
+    if not isinstance(value, str):
+        return draw(json_values)
+    at = draw(st.integers(0, len(value)))
+    char = draw(st.characters() | st.sampled_from('\n"\\ @\x00\u00e9-_.:/'))
+    how = draw(st.sampled_from(["insert", "replace", "cut", "lower", "upper"]))
+    if how == "insert":
+        return value[:at] + char + value[at:]
+    if how == "replace":
+        return value[:at] + char + value[at + 1:]
+    if how == "cut":
+        return value[:at]
+    return value.lower() if how == "lower" else value.upper()
+
+
+@st.composite
 def mutated_records(draw: st.DrawFn) -> dict:
     record = make_record()
+    if draw(st.booleans()):
+        record["params"]["value"] = draw(st.sampled_from(["dark", "a b", None, 3]))
     for _ in range(draw(st.integers(0, 3))):
-        record[draw(field_names)] = draw(json_values)
+        name = draw(field_names)
+        record[name] = draw(json_values | near_miss(record.get(name)))
     if isinstance(record.get("params"), dict):
         for _ in range(draw(st.integers(0, 3))):
-            record["params"][draw(param_names)] = draw(json_values)
+            name = draw(param_names)
+            record["params"][name] = draw(json_values | near_miss(record["params"].get(name)))
+    if draw(st.booleans()):
+        record.pop(draw(field_names), None)
     return record
 
 
@@ -83,29 +109,59 @@ def test_every_valid_record_is_kept_whatever_its_neighbours(fuzz_app: Flask,
     body = resp.get_json()
     assert body["accepted"] + body["rejected"] == len(records)
     assert body["accepted"] >= 1
-    stored = {json.loads(w.data)["event_id"]
-              for w in fuzz_app.extensions["ui_telemetry"].spool.last(20)}
+    stored = {json.loads(line)["event_id"]
+              for line in fuzz_app.extensions["ui_telemetry"].spool.last(20)}
     assert pristine["event_id"] in stored
+
+
+def _marshmallow(record: object) -> dict | None:
+    try:
+        return RecordSchema().load(copy.deepcopy(record))
+    except ValidationError:
+        return None
 
 
 @settings(max_examples=1000, deadline=None)
 @given(record=st.one_of(mutated_records(), st.builds(make_record), json_values))
-def test_fast_path_agrees_with_marshmallow(record: object) -> None:
-    """load_record's shortcut must answer exactly as RecordSchema().load() would."""
-    try:
-        expected = RecordSchema().load(copy.deepcopy(record))
-    except ValidationError:
-        expected = None
-    fast = _fast_load(copy.deepcopy(record))
-    if fast is not None:
-        assert fast == expected
+def test_every_fast_path_agrees_with_marshmallow(record: object) -> None:
+    """Each shortcut answers exactly as RecordSchema().load() would, or declines."""
+    expected = _marshmallow(record)
+    by_field = _by_field(copy.deepcopy(record))
+    if by_field is not None:
+        assert by_field == expected
+    assert _SHAPE is not None
+    low, high = _SHAPE.window.bounds()
+    common = _common(copy.deepcopy(record), _SHAPE, low, high)
+    if common is not None:
+        assert expected is not None and common == finish(copy.deepcopy(expected))
     try:
         got = load_record(copy.deepcopy(record))
     except ValidationError:
         got = None
     assert got == expected
+    batch = validate_batch({"records": [copy.deepcopy(record)]}, 10)
+    assert batch.records == ([] if expected is None else [finish(copy.deepcopy(expected))])
 
 
-def test_fast_path_takes_the_common_case() -> None:
-    assert _fast_load(make_record()) is not None
-    assert _fast_load(make_record(params={"value": "dark", "componentSubType": "x"})) is not None
+def test_the_fast_paths_take_the_common_cases() -> None:
+    assert _SHAPE is not None, "the schema no longer compiles to a common shape"
+    low, high = _SHAPE.window.bounds()
+    assert _common(make_record(), _SHAPE, low, high) is not None
+    assert _by_field(make_record(params={"value": "dark", "componentSubType": "x"})) is not None
+
+
+# Odd but possible server fields: a % or a quote must not bend the line's template.
+ENCODER_SERVER = ServerInfo("7d0c1d3e-52c4-4b8e-a9a4-3f9f1c2d4e5f", "1.0%s", "3.11.7",
+                            'Linux "quoted" %d')
+ENCODER = DataEncoder(ENCODER_SERVER)
+
+
+@settings(max_examples=500, deadline=None)
+@given(record=st.one_of(mutated_records(), st.builds(make_record)))
+def test_every_data_line_is_exactly_to_data(record: dict) -> None:
+    """The fast DATA encoder writes what json.dumps(to_data(record)) would mean."""
+    for valid in validate_batch({"records": [record]}, 10).records:
+        valid["event_id"] = valid["event_id"] or str(uuid.uuid4())  # as the endpoint does
+        line = ENCODER.line(valid)
+        assert json.loads(line) == to_data(valid, ENCODER_SERVER)
+        assert "\n" not in line

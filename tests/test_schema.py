@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from relay.schema import COMPONENT_TYPES, EVENT_TYPES, describe, validate_batch
+from relay.schema import COMPONENT_TYPES, EVENT_TYPES, describe
+from relay.validation import validate_batch
 
 from .support import make_record
 

@@ -1,0 +1,282 @@
+"""Batches checked against the schema: compiled for the common record, marshmallow for the rest.
+
+A record is checked the cheapest way that is sure to answer as RecordSchema().load() would
+(property tests compare every path with marshmallow on generated input):
+
+1. the common shape, what the browser module sends (every required field and event_id, no
+   optional params): one regex over all of its strings, compiled from the schema's validators;
+2. any other record: each field's validators, called directly;
+3. whatever those are not sure about: marshmallow itself, which also words the error.
+
+Nothing here is written by hand per field: a changed schema changes every path.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, missing, validate
+
+from .schema import FullMatch, ParamsSchema, RecordSchema, StrictInteger, TimestampWindow
+
+# Optional in the schema, yet sent with every record by the browser module: part of the shape.
+ALWAYS_SENT = ("event_id",)
+
+# What crypto.randomUUID() sends; anything else UUID_PATTERN allows is rewritten to this form.
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z").match
+
+_RECORD = RecordSchema()
+_PARAMS = ParamsSchema()
+
+
+class EnvelopeError(ValueError):
+    """The request body as a whole is unusable (400)."""
+
+
+@dataclass
+class BatchResult:
+    records: list[dict[str, Any]]
+    # For each rejected record, the dotted path of the first field that failed.
+    rejected: list[str]
+
+
+# -- 1. the common shape ---------------------------------------------------------------------
+
+_JOIN = "\n"  # between the strings of one record; a value holding it leaves the shape
+
+
+def _segment(field: fields.Field) -> str | None:
+    """A regex for exactly the strings a String field accepts, or None if there is none."""
+    if type(field) is not fields.String or len(field.validators) != 1:
+        return None
+    check = field.validators[0]
+    if isinstance(check, FullMatch):
+        # Anchors and back-references would mean something else inside a longer pattern.
+        if re.search(r"[$^]|\\[AZ1-9]|\(\?P=", check.pattern) or check.regex.flags & ~re.U:
+            return None
+        return f"(?:{check.pattern})"
+    if isinstance(check, validate.OneOf) and all(isinstance(c, str) for c in check.choices):
+        return "(?:" + "|".join(map(re.escape, check.choices)) + ")"
+    if isinstance(check, validate.Equal) and isinstance(check.comparable, str):
+        return re.escape(check.comparable)
+    return None
+
+
+@dataclass(frozen=True)
+class _Shape:
+    strings: tuple[str, ...]  # record fields, then the params fields, in `match`'s order
+    split: int  # how many of `strings` belong to the record
+    integer: str  # the timestamp field
+    window: TimestampWindow
+    absent: tuple[str, ...]  # optional params fields: the shape has them absent or null
+    get_record: Callable[[Any], tuple]
+    get_params: Callable[[Any], tuple]
+    match: Callable[[str], Any]
+
+
+def _strings_of(schema: Schema, always: tuple[str, ...]) -> tuple[list, list, list] | None:
+    """(name, segment) of fields in the shape; optional fields; other fields. None: no shape."""
+    strings, optional, others = [], [], []
+    for name, field in schema.fields.items():
+        if not (field.required or name in always):
+            if not field.allow_none or field.load_default is not None:
+                return None
+            optional.append(name)
+            continue
+        segment = _segment(field)
+        if segment is None:
+            others.append((name, field))
+        else:
+            strings.append((name, segment))
+    return strings, optional, others
+
+
+def _compile_shape() -> _Shape | None:
+    record = _strings_of(_RECORD, ALWAYS_SENT)
+    params = _strings_of(_PARAMS, ())
+    if record is None or params is None or params[2] or record[1]:
+        return None
+    others = dict(record[2])
+    nested = others.pop("params", None)
+    if len(others) != 1 or not isinstance(nested, fields.Nested):
+        return None
+    (integer, field), = others.items()
+    if type(field) is not StrictInteger or len(field.validators) != 1 \
+            or not isinstance(field.validators[0], TimestampWindow):
+        return None
+    names = [n for n, _ in record[0]] + [n for n, _ in params[0]]
+    pattern = _JOIN.join(s for _, s in record[0] + params[0])
+    return _Shape(
+        strings=tuple(names), split=len(record[0]), integer=integer,
+        window=field.validators[0], absent=tuple(params[1]),
+        get_record=itemgetter(*names[:len(record[0])], integer),
+        get_params=itemgetter(*names[len(record[0]):]),
+        match=re.compile(rf"\A{pattern}\Z").match)
+
+
+_SHAPE = _compile_shape()
+
+
+def _common(item: Any, shape: _Shape, low: int, high: int) -> dict[str, Any] | None:
+    """The record if it has the common shape and is valid; None when not sure."""
+    try:
+        *record, timestamp = shape.get_record(item)
+        params = item["params"]
+        strings = record + list(shape.get_params(params))
+        text = _JOIN.join(strings)  # TypeError unless every one is a str
+    except (KeyError, TypeError):
+        return None
+    if type(timestamp) is not int or not low <= timestamp <= high \
+            or type(item) is not dict or type(params) is not dict:
+        return None
+    for name in shape.absent:
+        if params.get(name) is not None:
+            return None
+    if text.count(_JOIN) != len(strings) - 1 or not shape.match(text):
+        return None
+    out = dict(zip(shape.strings[:shape.split], record, strict=True))
+    out[shape.integer] = timestamp
+    out["params"] = dict(zip(shape.strings[shape.split:], strings[shape.split:], strict=True))
+    return out
+
+
+# -- 2. field by field ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _FieldPlan:
+    """One field, reduced to a type and predicates that return True when the value is valid."""
+
+    name: str
+    kind: type
+    checks: tuple[Callable[[Any], Any], ...]
+    required: bool
+    null_ok: bool
+
+
+def _predicate(validator: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A validator as a plain predicate, the cheapest way it can be asked."""
+    if isinstance(validator, validate.Regexp):
+        return validator.regex.match  # FullMatch anchors its pattern at both ends
+    if isinstance(validator, validate.OneOf):
+        return frozenset(validator.choices).__contains__
+    if isinstance(validator, validate.Equal):
+        return validator.comparable.__eq__
+
+    def passes(value: Any) -> bool:
+        try:
+            return validator(value) is not False
+        except ValidationError:
+            return False
+    return passes
+
+
+def _plan(schema: Schema, skip: str = "") -> tuple[_FieldPlan, ...] | None:
+    plan = []
+    for name, field in schema.fields.items():
+        if name == skip:
+            continue
+        if type(field) is fields.String:
+            kind: type = str
+        elif type(field) is StrictInteger:
+            kind = int
+        else:
+            return None  # a field this path does not know: marshmallow answers alone
+        if field.load_default not in (None, missing):
+            return None
+        plan.append(_FieldPlan(name, kind, tuple(map(_predicate, field.validators)),
+                               field.required, field.allow_none))
+    return tuple(plan)
+
+
+def _fields(item: dict[str, Any], plan: tuple[_FieldPlan, ...]) -> dict | None:
+    out: dict[str, Any] = {}
+    get = item.get
+    for f in plan:
+        value = get(f.name)
+        if value is None:
+            if f.required or not f.null_ok and f.name in item:
+                return None
+            out[f.name] = None
+            continue
+        if type(value) is not f.kind:
+            return None
+        for check in f.checks:
+            if not check(value):
+                return None
+        out[f.name] = value
+    return out
+
+
+_RECORD_PLAN = _plan(_RECORD, skip="params")
+_PARAMS_PLAN = _plan(_PARAMS)
+
+
+def _by_field(item: Any) -> dict[str, Any] | None:
+    """The record if each field's own validators accept it; None when not sure."""
+    if (_RECORD_PLAN is None or _PARAMS_PLAN is None or type(item) is not dict
+            or type(item.get("params")) is not dict):
+        return None
+    record = _fields(item, _RECORD_PLAN)
+    if record is None:
+        return None
+    params = _fields(_PARAMS.drop_unsafe_value(item["params"]), _PARAMS_PLAN)
+    if params is None:
+        return None
+    record["params"] = params
+    return record
+
+
+# -- the batch ------------------------------------------------------------------------------
+
+def load_record(item: Any) -> dict[str, Any]:
+    """One record, validated; raises ValidationError as marshmallow's load() does."""
+    return _by_field(item) or _RECORD.load(item)
+
+
+def _first_error_path(messages: Any, prefix: str = "") -> str:
+    if isinstance(messages, dict) and messages:
+        key = sorted(messages, key=str)[0]
+        name = "record" if key == "_schema" else str(key)
+        return _first_error_path(messages[key], f"{prefix}{name}.")
+    return prefix.rstrip(".") or "record"
+
+
+def finish(record: dict[str, Any]) -> dict[str, Any]:
+    """What a loaded record becomes: event_id in canonical form, absent optional params."""
+    event_id = record["event_id"]
+    if event_id is not None and not _CANONICAL_UUID(event_id):
+        record["event_id"] = str(uuid.UUID(event_id))
+    params = record["params"]
+    for name in [name for name, value in params.items() if value is None]:
+        del params[name]
+    return record
+
+
+def validate_batch(body: Any, max_records: int) -> BatchResult:
+    """Validate a parsed body; bad records are rejected one by one, the rest kept."""
+    if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+        raise EnvelopeError('the body must be a JSON object with a "records" list')
+    raw = body["records"]
+    if len(raw) > max_records:
+        raise EnvelopeError(f"a batch may hold at most {max_records} records; "
+                            f"this one holds {len(raw)}")
+    records: list[dict[str, Any]] = []
+    rejected: list[str] = []
+    shape = _SHAPE
+    low, high = shape.window.bounds() if shape else (0, 0)
+    for item in raw:
+        record = _common(item, shape, low, high) if shape else None
+        if record is not None and _CANONICAL_UUID(record["event_id"]):
+            records.append(record)
+            continue
+        try:
+            records.append(finish(load_record(item)))
+        except ValidationError as err:
+            rejected.append(_first_error_path(err.messages))
+    return BatchResult(records, rejected)
