@@ -162,9 +162,12 @@ def main() -> None:
     relay = start([sys.executable, "-m", "relay.cli", "serve", "--port", str(relay_port),
                    *gunicorn_common], relay_env(tmp / "relay", sink), relay_port, REPO)
     (tmp / "bare_app.py").write_text(BARE_APP)
-    bare = start([sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{bare_port}",
-                  *gunicorn_common, "--access-logfile", "-", "bare_app:app"],
-                 {**os.environ}, bare_port, tmp)
+    # The same gunicorn settings as `ui-telemetry serve`: its configuration file (the
+    # address-free access log to stdout included) and its flags.
+    bare = start([sys.executable, "-m", "gunicorn", "-c", "python:relay.gunicorn_conf",
+                  "--bind", f"127.0.0.1:{bare_port}", *gunicorn_common, "--timeout", "30",
+                  "bare_app:app"],
+                 {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp}"}, bare_port, tmp)
     results: dict[str, list[float]] = {"relay": [], "bare": []}
     rates: dict[str, list[float]] = {"relay": [], "bare": []}
     try:

@@ -70,14 +70,8 @@ def _segment(field: fields.Field) -> str | None:
 
 @dataclass(frozen=True)
 class _Shape:
-    strings: tuple[str, ...]  # record fields, then the params fields, in `match`'s order
-    split: int  # how many of `strings` belong to the record
-    integer: str  # the timestamp field
-    window: TimestampWindow
-    absent: tuple[str, ...]  # optional params fields: the shape has them absent or null
-    get_record: Callable[[Any], tuple]
-    get_params: Callable[[Any], tuple]
-    match: Callable[[str], Any]
+    window: TimestampWindow  # its bounds() go to check(), once a batch
+    check: Callable[[Any, int, int], dict[str, Any] | None]
 
 
 def _strings_of(schema: Schema, always: tuple[str, ...]) -> tuple[list, list, list] | None:
@@ -110,40 +104,40 @@ def _compile_shape() -> _Shape | None:
     if type(field) is not StrictInteger or len(field.validators) != 1 \
             or not isinstance(field.validators[0], TimestampWindow):
         return None
-    names = [n for n, _ in record[0]] + [n for n, _ in params[0]]
-    pattern = _JOIN.join(s for _, s in record[0] + params[0])
-    return _Shape(
-        strings=tuple(names), split=len(record[0]), integer=integer,
-        window=field.validators[0], absent=tuple(params[1]),
-        get_record=itemgetter(*names[:len(record[0])], integer),
-        get_params=itemgetter(*names[len(record[0]):]),
-        match=re.compile(rf"\A{pattern}\Z").match)
+    record_names = tuple(n for n, _ in record[0])
+    params_names = tuple(n for n, _ in params[0])
+    get_record = itemgetter(*record_names, integer, "params")
+    get_params = itemgetter(*params_names)
+    joins = len(record_names) + len(params_names) - 1
+    match = re.compile(r"\A" + _JOIN.join(s for _, s in record[0] + params[0]) + r"\Z").match
+
+    def check(item: Any, low: int, high: int) -> dict[str, Any] | None:
+        """The record if it has the common shape and is valid; None when not sure."""
+        try:
+            values = get_record(item)
+            params = values[-1]
+            params_values = get_params(params)
+            text = _JOIN.join(values[:-2] + params_values)  # TypeError unless all are str
+        except (KeyError, TypeError):
+            return None
+        timestamp = values[-2]
+        # Exactly the fields of the shape, at both levels: then the loaded record is the item
+        # itself (an unknown field, or an optional param even if null, is not the shape).
+        if (type(timestamp) is not int or not low <= timestamp <= high
+                or type(item) is not dict or type(params) is not dict
+                or len(item) != len(record_names) + 2 or len(params) != len(params_names)
+                or text.count(_JOIN) != joins or not match(text)):
+            return None
+        return item
+
+    return _Shape(field.validators[0], check)
 
 
 _SHAPE = _compile_shape()
 
 
 def _common(item: Any, shape: _Shape, low: int, high: int) -> dict[str, Any] | None:
-    """The record if it has the common shape and is valid; None when not sure."""
-    try:
-        *record, timestamp = shape.get_record(item)
-        params = item["params"]
-        strings = record + list(shape.get_params(params))
-        text = _JOIN.join(strings)  # TypeError unless every one is a str
-    except (KeyError, TypeError):
-        return None
-    if type(timestamp) is not int or not low <= timestamp <= high \
-            or type(item) is not dict or type(params) is not dict:
-        return None
-    for name in shape.absent:
-        if params.get(name) is not None:
-            return None
-    if text.count(_JOIN) != len(strings) - 1 or not shape.match(text):
-        return None
-    out = dict(zip(shape.strings[:shape.split], record, strict=True))
-    out[shape.integer] = timestamp
-    out["params"] = dict(zip(shape.strings[shape.split:], strings[shape.split:], strict=True))
-    return out
+    return shape.check(item, low, high)
 
 
 # -- 2. field by field ------------------------------------------------------------------------
@@ -268,10 +262,10 @@ def validate_batch(body: Any, max_records: int) -> BatchResult:
                             f"this one holds {len(raw)}")
     records: list[dict[str, Any]] = []
     rejected: list[str] = []
-    shape = _SHAPE
-    low, high = shape.window.bounds() if shape else (0, 0)
+    check = _SHAPE.check if _SHAPE else None
+    low, high = _SHAPE.window.bounds() if _SHAPE else (0, 0)
     for item in raw:
-        record = _common(item, shape, low, high) if shape else None
+        record = check(item, low, high) if check else None
         if record is not None and _CANONICAL_UUID(record["event_id"]):
             records.append(record)
             continue
