@@ -132,19 +132,19 @@ def post_records() -> Response:
     except EnvelopeError as err:
         raise ApiError(400, str(err), "invalid_envelope") from None
     event_ids = []
-    line = r.data_encoder.line
+    stored = r.data_encoder.stored
     for record in batch.records:
         # Relay-assigned when the browser gave none; stored, so every retry upstream reuses it.
         record["event_id"] = record["event_id"] or str(uuid.uuid4())
         event_ids.append(record["event_id"])
-    lines = [line(record) for record in batch.records]
-    if not r.spool.store(event_ids, lines, [("rejected", reason, 1) for reason in batch.rejected],
+    texts = [stored(record) for record in batch.records]
+    if not r.spool.store(event_ids, texts, [("rejected", reason, 1) for reason in batch.rejected],
                          limit=cfg.spool_max_records):
         raise ApiError(503, "the relay's spool is full because the upstream is not taking "
                             "records; try again later", "spool_full",
                        {"Retry-After": str(RETRY_AFTER_FULL)})
     # jsonify's output, without its cost: the numbers are the only variable part.
-    return Response(f'{{"status":"success","accepted":{len(lines)},'
+    return Response(f'{{"status":"success","accepted":{len(texts)},'
                     f'"rejected":{len(batch.rejected)}}}\n', mimetype="application/json")
 
 

@@ -29,7 +29,8 @@ class Relay:
         self.server_info = ServerInfo.load(config.data_dir)
         self.data_encoder = DataEncoder(self.server_info)
         self.remote = RemoteConfig(config)
-        self.forwarder = Forwarder(self.spool, config, self.remote, self.server_decision)
+        self.forwarder = Forwarder(self.spool, config, self.remote, self.data_encoder,
+                                   self.server_decision)
 
     def server_decision(self) -> Decision:
         """On or off for the whole server: environment first, then the remote config."""

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from .config import SETTINGS, Config, ConfigError, load_config
+from .data import DataEncoder, ServerInfo
 from .policy import environment_decision, first_off, remote_decision
 from .remote_config import RemoteConfig
 from .sinks import file_url_path
@@ -105,8 +106,9 @@ def cmd_inspect(args: argparse.Namespace, config: Config) -> int:
         print(f"ui-telemetry: forwarded records went to {upstream}; showing the spool",
               file=sys.stderr)
     spool = Spool(config.spool_path)
-    for line in spool.last(args.last or 1_000_000_000):
-        print(line)
+    encoder = DataEncoder(ServerInfo.load(config.data_dir))
+    for stored in spool.last(args.last or 1_000_000_000):
+        print(encoder.expand(stored))
     return 0
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import IO
 
 from .config import Config
+from .data import DataEncoder
 from .policy import Decision
 from .remote_config import RemoteConfig
 from .seen import SeenIds, key, pack
@@ -49,11 +50,12 @@ class Backoff:
 
 
 class Forwarder:
-    def __init__(self, spool: Spool, config: Config, remote: RemoteConfig,
+    def __init__(self, spool: Spool, config: Config, remote: RemoteConfig, encoder: DataEncoder,
                  server_decision: Callable[[], Decision],
                  sink_factory: Callable[[str, float], Sink] = make_sink,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.spool = spool
+        self.encoder = encoder
         self.config = config
         self.remote = remote
         self.server_decision = server_decision
@@ -166,7 +168,7 @@ class Forwarder:
         if not rows:
             return min(IDLE_POLL, self.config.flush_interval)
         lines, keys = self._new_records(rows)
-        held = sum(len(row.lines) for row in rows)
+        held = sum(len(row.records) for row in rows)
         duplicates = ("duplicates", "", held - len(lines))
         if not lines:
             self.spool.remove(rows, [duplicates])
@@ -187,14 +189,15 @@ class Forwarder:
         keys: list[int] = []
         fresh: set[int] = set()
         seen = self.seen
+        expand = self.encoder.expand
         for row in rows:
-            for event_id, line in zip(row.event_ids, row.lines, strict=True):
+            for event_id, stored in zip(row.event_ids, row.records, strict=True):
                 k = key(event_id)
                 if k in seen or k in fresh:
                     continue
                 fresh.add(k)
                 keys.append(k)
-                lines.append(line)
+                lines.append(expand(stored))
         return lines, keys
 
     def _on_failure(self, outcome: Outcome, rows: list[Row], dropped: list[Count]) -> None:

@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS batches (
     n INTEGER NOT NULL,
     total INTEGER NOT NULL,
     event_ids TEXT NOT NULL,  -- one per line, in the order of data
-    data TEXT NOT NULL        -- one DATA line per record
+    data TEXT NOT NULL        -- one record per line, as DataEncoder.stored() wrote it
 );
 -- The event ids of delivered records, 16 bytes each, one row per delivered batch: the
 -- forwarder keeps them in memory to skip a record it has delivered before. Appending here is
@@ -68,7 +68,7 @@ class Row:
     id: int
     received_at: float
     event_ids: list[str]
-    lines: list[str]
+    records: list[str]  # DataEncoder.stored() text, one per record
 
 
 class Spool:
@@ -135,25 +135,25 @@ class Spool:
         with self._transaction() as db:
             self._count(db, counts)
 
-    def store(self, event_ids: list[str], lines: list[str], counts: Iterable[Count] = (),
+    def store(self, event_ids: list[str], records: list[str], counts: Iterable[Count] = (),
               limit: int | None = None) -> bool:
-        """Commit records (their event ids and DATA lines), counting them as received.
+        """Commit records (their event ids and one-line texts), counting them as received.
 
         Counters in `counts` are updated in the same transaction. With `limit`, nothing is
         stored (and False returned) when the spool would then hold more records than that.
         A record whose event_id was stored before is stored again: the forwarder skips it.
         """
         now = time.time()
-        rows = [(now, len(lines[i:i + ROW_LIMIT]), "\n".join(event_ids[i:i + ROW_LIMIT]),
-                 "\n".join(lines[i:i + ROW_LIMIT])) for i in range(0, len(lines), ROW_LIMIT)]
+        rows = [(now, len(records[i:i + ROW_LIMIT]), "\n".join(event_ids[i:i + ROW_LIMIT]),
+                 "\n".join(records[i:i + ROW_LIMIT])) for i in range(0, len(records), ROW_LIMIT)]
         with self._transaction() as db:
-            if limit is not None and self._depth(db) + len(lines) > limit:
+            if limit is not None and self._depth(db) + len(records) > limit:
                 return False
             db.executemany(
                 "INSERT INTO batches (received_at, n, total, event_ids, data) SELECT ?1, ?2, "
                 "coalesce((SELECT total FROM batches ORDER BY id DESC LIMIT 1), 0) + ?2, ?3, ?4",
                 rows)
-            self._count(db, [*counts, ("received", "", len(lines))])
+            self._count(db, [*counts, ("received", "", len(records))])
         return True
 
     @staticmethod
@@ -190,7 +190,7 @@ class Spool:
         return rows
 
     def last(self, limit: int) -> list[str]:
-        """The DATA lines of the newest `limit` waiting records, oldest first."""
+        """The newest `limit` waiting records (their stored text), oldest first."""
         lines: list[str] = []
         cursor = self._connection().execute("SELECT data FROM batches ORDER BY id DESC")
         for (data,) in cursor:

@@ -19,8 +19,9 @@ def post(client: FlaskClient, body: object, content_type: str = "application/jso
 
 
 def spool_rows(client: FlaskClient) -> list[dict]:
-    spool = client.application.extensions["ui_telemetry"].spool
-    return [json.loads(line) for row in spool.peek(10_000) for line in row.lines]
+    relay = client.application.extensions["ui_telemetry"]
+    return [json.loads(relay.data_encoder.expand(stored))
+            for row in relay.spool.peek(10_000) for stored in row.records]
 
 
 def forward(client: FlaskClient) -> list[dict]:

@@ -109,8 +109,9 @@ def test_every_valid_record_is_kept_whatever_its_neighbours(fuzz_app: Flask,
     body = resp.get_json()
     assert body["accepted"] + body["rejected"] == len(records)
     assert body["accepted"] >= 1
-    stored = {json.loads(line)["event_id"]
-              for line in fuzz_app.extensions["ui_telemetry"].spool.last(20)}
+    relay = fuzz_app.extensions["ui_telemetry"]
+    stored = {json.loads(relay.data_encoder.expand(text))["event_id"]
+              for text in relay.spool.last(20)}
     assert pristine["event_id"] in stored
 
 
@@ -162,6 +163,7 @@ def test_every_data_line_is_exactly_to_data(record: dict) -> None:
     """The fast DATA encoder writes what json.dumps(to_data(record)) would mean."""
     for valid in validate_batch({"records": [record]}, 10).records:
         valid["event_id"] = valid["event_id"] or str(uuid.uuid4())  # as the endpoint does
-        line = ENCODER.line(valid)
+        stored = ENCODER.stored(valid)
+        line = ENCODER.expand(stored)
         assert json.loads(line) == to_data(valid, ENCODER_SERVER)
-        assert "\n" not in line
+        assert "\n" not in line and "\n" not in stored
