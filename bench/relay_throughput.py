@@ -135,6 +135,18 @@ def rss_mb(root_pid: int) -> float:
     return total / 1024
 
 
+def cpu_seconds(root_pid: int) -> float:
+    """User + system CPU time of a process and its children so far."""
+    total = 0
+    for pid in [root_pid, *children(root_pid)]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> list[int]:
     try:
         kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
@@ -170,12 +182,14 @@ def main() -> None:
                  {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp}"}, bare_port, tmp)
     results: dict[str, list[float]] = {"relay": [], "bare": []}
     rates: dict[str, list[float]] = {"relay": [], "bare": []}
+    cpu: dict[str, list[float]] = {"relay": [], "bare": []}  # server CPU seconds a request
     try:
         for _ in range(args.rounds):
-            for name, port in (("relay", relay_port), ("bare", bare_port)):
-                t0 = time.monotonic()
+            for name, port, proc in (("relay", relay_port, relay), ("bare", bare_port, bare)):
+                t0, c0 = time.monotonic(), cpu_seconds(proc.pid)
                 lat = load(port, args.seconds, args.clients, 1_000_000)
                 rates[name].append(len(lat) / (time.monotonic() - t0))
+                cpu[name].append((cpu_seconds(proc.pid) - c0) / max(len(lat), 1))
                 results[name] += lat
     finally:
         stop(bare)
@@ -185,7 +199,8 @@ def main() -> None:
         lat = results[name]
         print(f"   {name:5}  {statistics.median(rates[name]):7.0f} req/s "
               f"({statistics.median(rates[name]) * 20:7.0f} records/s)  "
-              f"p50 {pct(lat, 50):6.2f} ms  p99 {pct(lat, 99):6.2f} ms")
+              f"p50 {pct(lat, 50):6.2f} ms  p99 {pct(lat, 99):6.2f} ms  "
+              f"server CPU {statistics.median(cpu[name]) * 1000:.2f} ms/request")
     ratio = statistics.median(rates["relay"]) / statistics.median(rates["bare"])
     print(f"   relay / bare Flask = {ratio:.2f}  (goal >= 0.8)")
     healthy_p99 = pct(results["relay"], 99)

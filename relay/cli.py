@@ -15,7 +15,7 @@ from .data import DataEncoder, ServerInfo
 from .policy import environment_decision, first_off, remote_decision
 from .remote_config import RemoteConfig
 from .sinks import file_url_path
-from .spool import Spool
+from .spool import Spool, SpoolFormatError
 
 
 def _settings_epilog() -> str:
@@ -150,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command(args, config)
     except BrokenPipeError:
         return 0
+    except SpoolFormatError as err:
+        print(f"ui-telemetry: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

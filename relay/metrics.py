@@ -17,8 +17,8 @@ COUNTERS = {
     # spool counter name: (metric name, help, label name or None)
     "received": ("ui_telemetry_records_received", "Records accepted and stored.", None),
     "duplicates": ("ui_telemetry_records_duplicate",
-                   "Records accepted again with an event_id already stored (not stored twice).",
-                   None),
+                   "Records not forwarded because their event_id was delivered already "
+                   "(a retry).", None),
     "rejected": ("ui_telemetry_records_rejected",
                  "Records rejected, by the first field that failed validation.", "reason"),
     "requests_rejected": ("ui_telemetry_requests_rejected",

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import http.client
+import sqlite3
 import threading
 from pathlib import Path
+
+import pytest
+
+from relay.spool import Spool, SpoolFormatError
 
 from .support import CaptureUpstream, RelayServer, make_record, read_sink, wait_for
 
@@ -64,3 +69,14 @@ def test_kill_9_mid_load_with_failing_upstream_loses_nothing(tmp_path: Path) -> 
         stop.set()
         srv.stop()
         upstream.close()
+
+
+def test_a_spool_in_an_unknown_format_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite3"
+    Spool(path).store(["7d0c1d3e-52c4-4b8e-a9a4-3f9f1c2d4e5f"], ["{}"])
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(SpoolFormatError, match="format 99.*until the spool is empty"):
+        Spool(path)
+    with sqlite3.connect(path) as db:  # refused, and left as it was
+        assert db.execute("SELECT count(*) FROM batches").fetchone() == (1,)
