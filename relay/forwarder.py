@@ -19,7 +19,7 @@ from .config import Config
 from .data import DataEncoder
 from .policy import Decision
 from .remote_config import RemoteConfig
-from .seen import SeenIds, key, pack
+from .seen import SeenIds, keys_of, pack
 from .sinks import Outcome, Sink, make_sink
 from .spool import Count, Row, Spool
 
@@ -168,7 +168,7 @@ class Forwarder:
         if not rows:
             return min(IDLE_POLL, self.config.flush_interval)
         lines, keys = self._new_records(rows)
-        held = sum(len(row.records) for row in rows)
+        held = sum(row.n for row in rows)
         duplicates = ("duplicates", "", held - len(lines))
         if not lines:
             self.spool.remove(rows, [duplicates])
@@ -191,8 +191,7 @@ class Forwarder:
         seen = self.seen
         expand = self.encoder.expand
         for row in rows:
-            for event_id, stored in zip(row.event_ids, row.records, strict=True):
-                k = key(event_id)
+            for k, stored in zip(keys_of(row.event_ids), row.records, strict=True):
                 if k in seen or k in fresh:
                     continue
                 fresh.add(k)

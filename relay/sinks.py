@@ -55,7 +55,7 @@ class FileSink:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:
-                f.write("".join(line + "\n" for line in data_lines))
+                f.write("\n".join(data_lines) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as err:
