@@ -85,12 +85,11 @@ def main() -> None:
     parsed = [json.loads(b) for b in sample]
     batches = [validate_batch(p, 1000).records for p in parsed]
     texts = [[relay.data_encoder.stored(r) for r in batch] for batch in batches]
-    ids = [[r["event_id"] for r in batch] for batch in batches]
     at = itertools.count()
 
     def store(_: bytes) -> None:
         i = next(at)
-        relay.spool.store(ids[i], texts[i], limit=10**9)
+        relay.spool.store(texts[i], limit=10**9)
         if i % 500 == 499:  # the forwarder's job in a server, once a second
             relay.spool.checkpoint()
 

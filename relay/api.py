@@ -131,14 +131,13 @@ def post_records() -> Response:
         batch = validate_batch(body, cfg.max_records_per_request)
     except EnvelopeError as err:
         raise ApiError(400, str(err), "invalid_envelope") from None
-    event_ids = []
     stored = r.data_encoder.stored
+    texts = []
     for record in batch.records:
         # Relay-assigned when the browser gave none; stored, so every retry upstream reuses it.
         record["event_id"] = record["event_id"] or str(uuid.uuid4())
-        event_ids.append(record["event_id"])
-    texts = [stored(record) for record in batch.records]
-    if not r.spool.store(event_ids, texts, [("rejected", reason, 1) for reason in batch.rejected],
+        texts.append(stored(record))
+    if not r.spool.store(texts, [("rejected", reason, 1) for reason in batch.rejected],
                          limit=cfg.spool_max_records):
         raise ApiError(503, "the relay's spool is full because the upstream is not taking "
                             "records; try again later", "spool_full",

@@ -144,6 +144,11 @@ class DataEncoder:
                 f'"installation_id":{_STRING(record["installation_id"])},'
                 f'"session_id":{_STRING(record["session_id"])},{self._tail}')
 
+    @staticmethod
+    def event_id(stored: str) -> str:
+        """The event_id of a stored record: first in both forms, always a canonical UUID."""
+        return stored[13:49] if stored[0] == "{" else stored[:36]
+
     def expand(self, stored: str) -> str:
         """The DATA line of a stored record."""
         return stored if stored[0] == "{" else self._template % tuple(stored.split("\t"))

@@ -190,8 +190,10 @@ class Forwarder:
         fresh: set[int] = set()
         seen = self.seen
         expand = self.encoder.expand
+        event_id = self.encoder.event_id
         for row in rows:
-            for k, stored in zip(keys_of(row.event_ids), row.records, strict=True):
+            records = row.records
+            for k, stored in zip(keys_of([event_id(r) for r in records]), records, strict=True):
                 if k in seen or k in fresh:
                     continue
                 fresh.add(k)

@@ -25,9 +25,9 @@ def key(event_id: str) -> int:
     return int(event_id.replace("-", ""), 16)
 
 
-def keys_of(event_ids: str) -> list[int]:
-    """key() of each line of newline-separated event ids, in one pass."""
-    return list(map(int, event_ids.replace("-", "").split("\n"), repeat(16)))
+def keys_of(event_ids: list[str]) -> list[int]:
+    """key() of each event id, in one pass."""
+    return list(map(int, "\n".join(event_ids).replace("-", "").split("\n"), repeat(16)))
 
 
 def pack(keys: list[int]) -> bytes:

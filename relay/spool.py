@@ -27,8 +27,7 @@ CREATE TABLE IF NOT EXISTS batches (
     received_at REAL NOT NULL,
     n INTEGER NOT NULL,
     total INTEGER NOT NULL,
-    event_ids TEXT NOT NULL,  -- one per line, in the order of data
-    data TEXT NOT NULL        -- one record per line, as DataEncoder.stored() wrote it
+    data TEXT NOT NULL  -- one record per line, as DataEncoder.stored() wrote it
 );
 -- The event ids of delivered records, 16 bytes each, one row per delivered batch: the
 -- forwarder keeps them in memory to skip a record it has delivered before. Appending here is
@@ -68,7 +67,6 @@ class Row:
     id: int
     received_at: float
     n: int
-    event_ids: str  # one per line
     data: str  # one record per line, as DataEncoder.stored() wrote it
 
     @property
@@ -141,23 +139,23 @@ class Spool:
         with self._transaction() as db:
             self._count(db, counts)
 
-    def store(self, event_ids: list[str], records: list[str], counts: Iterable[Count] = (),
+    def store(self, records: list[str], counts: Iterable[Count] = (),
               limit: int | None = None) -> bool:
-        """Commit records (their event ids and one-line texts).
+        """Commit records (one line of text each).
 
         Counters in `counts` are updated in the same transaction. With `limit`, nothing is
         stored (and False returned) when the spool would then hold more records than that.
         A record whose event_id was stored before is stored again: the forwarder skips it.
         """
         now = time.time()
-        rows = [(now, len(records[i:i + ROW_LIMIT]), "\n".join(event_ids[i:i + ROW_LIMIT]),
-                 "\n".join(records[i:i + ROW_LIMIT])) for i in range(0, len(records), ROW_LIMIT)]
+        rows = [(now, len(records[i:i + ROW_LIMIT]), "\n".join(records[i:i + ROW_LIMIT]))
+                for i in range(0, len(records), ROW_LIMIT)]
         with self._transaction() as db:
             if limit is not None and self._depth(db) + len(records) > limit:
                 return False
             db.executemany(
-                "INSERT INTO batches (received_at, n, total, event_ids, data) SELECT ?1, ?2, "
-                "coalesce((SELECT total FROM batches ORDER BY id DESC LIMIT 1), 0) + ?2, ?3, ?4",
+                "INSERT INTO batches (received_at, n, total, data) SELECT ?1, ?2, "
+                "coalesce((SELECT total FROM batches ORDER BY id DESC LIMIT 1), 0) + ?2, ?3",
                 rows)
             self._count(db, counts)
         return True
@@ -184,11 +182,11 @@ class Spool:
         rows: list[Row] = []
         held = 0
         cursor = self._connection().execute(
-            "SELECT id, received_at, n, event_ids, data FROM batches ORDER BY id")
-        for row_id, received_at, n, event_ids, data in cursor:
+            "SELECT id, received_at, n, data FROM batches ORDER BY id")
+        for row_id, received_at, n, data in cursor:
             if rows and held + n > max_records:
                 break
-            rows.append(Row(row_id, received_at, n, event_ids, data))
+            rows.append(Row(row_id, received_at, n, data))
             held += n
             if held >= max_records:
                 break

@@ -73,7 +73,7 @@ def test_kill_9_mid_load_with_failing_upstream_loses_nothing(tmp_path: Path) -> 
 
 def test_a_spool_in_an_unknown_format_is_refused_with_what_to_do(tmp_path: Path) -> None:
     path = tmp_path / "spool.sqlite3"
-    Spool(path).store(["7d0c1d3e-52c4-4b8e-a9a4-3f9f1c2d4e5f"], ["{}"])
+    Spool(path).store(['{"event_id":"7d0c1d3e-52c4-4b8e-a9a4-3f9f1c2d4e5f"}'])
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(SpoolFormatError, match="format 99.*until the spool is empty"):

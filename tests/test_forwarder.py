@@ -238,7 +238,7 @@ def test_delivered_ids_are_forgotten_after_the_retention_window(tmp_path: Path) 
     spool = relay(app).spool
     old, new = str(uuid.uuid4()), str(uuid.uuid4())
     for event_id in (old, new):
-        spool.store([event_id], ["{}"])
+        spool.store([f'{{"event_id":"{event_id}"}}'])
         spool.remove(spool.peek(1), delivered=pack([key(event_id)]))
     spool._connection().execute("UPDATE delivered SET at = at - 9 * 86400 WHERE id = 1")
     spool.expire(7 * 86400, REMEMBER_SECONDS)

@@ -167,3 +167,4 @@ def test_every_data_line_is_exactly_to_data(record: dict) -> None:
         line = ENCODER.expand(stored)
         assert json.loads(line) == to_data(valid, ENCODER_SERVER)
         assert "\n" not in line and "\n" not in stored
+        assert ENCODER.event_id(stored) == valid["event_id"]
