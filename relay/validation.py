@@ -136,10 +136,6 @@ def _compile_shape() -> _Shape | None:
 _SHAPE = _compile_shape()
 
 
-def _common(item: Any, shape: _Shape, low: int, high: int) -> dict[str, Any] | None:
-    return shape.check(item, low, high)
-
-
 # -- 2. field by field ------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 
 from relay.data import DataEncoder, ServerInfo, to_data
 from relay.schema import RecordSchema
-from relay.validation import _SHAPE, _by_field, _common, finish, load_record, validate_batch
+from relay.validation import _SHAPE, _by_field, finish, load_record, validate_batch
 
 from .conftest import build_app
 from .support import ENDPOINT, make_record
@@ -132,7 +132,7 @@ def test_every_fast_path_agrees_with_marshmallow(record: object) -> None:
         assert by_field == expected
     assert _SHAPE is not None
     low, high = _SHAPE.window.bounds()
-    common = _common(copy.deepcopy(record), _SHAPE, low, high)
+    common = _SHAPE.check(copy.deepcopy(record), low, high)
     if common is not None:
         assert expected is not None and common == finish(copy.deepcopy(expected))
     try:
@@ -147,7 +147,7 @@ def test_every_fast_path_agrees_with_marshmallow(record: object) -> None:
 def test_the_fast_paths_take_the_common_cases() -> None:
     assert _SHAPE is not None, "the schema no longer compiles to a common shape"
     low, high = _SHAPE.window.bounds()
-    assert _common(make_record(), _SHAPE, low, high) is not None
+    assert _SHAPE.check(make_record(), low, high) is not None
     assert _by_field(make_record(params={"value": "dark", "componentSubType": "x"})) is not None
 
 
