@@ -245,3 +245,20 @@ def test_pages_carry_a_strict_csp_and_inert_config(client: FlaskClient) -> None:
     assert "unsafe-inline" not in resp.headers["Content-Security-Policy"]
     html = resp.get_data(as_text=True)
     assert '<script type="application/json" id="ui-telemetry-config">' in html
+
+
+def test_the_counters_add_up(client: FlaskClient) -> None:
+    def value(name: str) -> float:
+        line = metric(client, name)
+        return float(line.rsplit(" ", 1)[1])
+
+    batch = {"records": [make_record(), make_record(), {"x": 1}]}
+    post(client, batch)
+    post(client, batch)  # a retry: stored again, forwarded once
+    assert value("ui_telemetry_records_received_total") == 4
+    assert value("ui_telemetry_spool_depth") == 4
+    forward(client)
+    assert value("ui_telemetry_records_received_total") == 4
+    assert value("ui_telemetry_records_forwarded_total") == 2
+    assert value("ui_telemetry_records_duplicate_total") == 2
+    assert value("ui_telemetry_spool_depth") == 0
