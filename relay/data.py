@@ -87,17 +87,11 @@ def to_data(record: dict[str, Any], server: ServerInfo) -> dict[str, Any]:
     }
 
 
-_STRING = json.encoder.encode_basestring_ascii  # a str as a quoted, escaped JSON string
 # Printable ASCII without " and \, plus tabs (which separate stored values): text that JSON
 # carries as it is, inside quotes.
 _PLAIN = re.compile(r"[\t !#-\[\]-~]*\Z").match
 # The params of nearly every record (the browser module sends no optional ones), sorted.
 COMMON_PARAMS = ("componentId", "componentType", "componentViewId", "eventType")
-
-
-def _params_json(params: dict[str, str]) -> str:
-    """json.dumps(params, separators=(",", ":"), sort_keys=True) for string values, faster."""
-    return "{" + ",".join([f"{_STRING(k)}:{_STRING(v)}" for k, v in sorted(params.items())]) + "}"
 
 
 class DataEncoder:
@@ -111,6 +105,7 @@ class DataEncoder:
     """
 
     def __init__(self, server: ServerInfo) -> None:
+        self._server = server
         head = to_data({name: None for name in DATA_FIELDS} | {"params": {}}, server)
         own = {k: head[k] for k in DATA_FIELDS[DATA_FIELDS.index("server_installation_id"):]}
         self._tail = json.dumps(own, separators=(",", ":"))[1:]  # '"server_installation_id":…}'
@@ -136,13 +131,7 @@ class DataEncoder:
                 text = ""
             if text.count("\t") == self._tabs and _PLAIN(text):
                 return text
-        return (f'{{"event_id":{_STRING(record["event_id"])},'
-                f'"event_name":{_STRING(record["event_name"])},'
-                f'"timestamp_ns":{int(timestamp)},'
-                f'"params":{_STRING(_params_json(params))},'
-                '"status":"success","duration_ms":0,'
-                f'"installation_id":{_STRING(record["installation_id"])},'
-                f'"session_id":{_STRING(record["session_id"])},{self._tail}')
+        return json.dumps(to_data(record, self._server), separators=(",", ":"))
 
     @staticmethod
     def event_id(stored: str) -> str:
@@ -152,7 +141,3 @@ class DataEncoder:
     def expand(self, stored: str) -> str:
         """The DATA line of a stored record."""
         return stored if stored[0] == "{" else self._template % tuple(stored.split("\t"))
-
-    def line(self, record: dict[str, Any]) -> str:
-        """One validated record (event_id set) as its DATA line."""
-        return self.expand(self.stored(record))

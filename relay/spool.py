@@ -148,8 +148,8 @@ class Spool:
         A record whose event_id was stored before is stored again: the forwarder skips it.
         """
         now = time.time()
-        rows = [(now, len(records[i:i + ROW_LIMIT]), "\n".join(records[i:i + ROW_LIMIT]))
-                for i in range(0, len(records), ROW_LIMIT)]
+        chunks = [records[i:i + ROW_LIMIT] for i in range(0, len(records), ROW_LIMIT)]
+        rows = [(now, len(chunk), "\n".join(chunk)) for chunk in chunks]
         with self._transaction() as db:
             if limit is not None and self._depth(db) + len(records) > limit:
                 return False
