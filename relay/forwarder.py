@@ -8,7 +8,6 @@ over after a kill -9, and no two workers ever send the same rows in normal opera
 from __future__ import annotations
 
 import fcntl
-import os
 import random
 import threading
 import time
@@ -65,7 +64,6 @@ class Forwarder:
         self._sink: Sink | None = None
         self._lock_file: IO[str] | None = None
         self._thread: threading.Thread | None = None
-        self._pid: int | None = None
         self._stop = threading.Event()
         self._drain_until: float | None = None
         self._retry_at = 0.0
@@ -101,9 +99,10 @@ class Forwarder:
 
     def start(self) -> None:
         """Start in this process (after gunicorn's fork: a thread does not survive a fork)."""
-        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+        # In a forked child the parent's thread reports not alive (threading resets it), so
+        # this check needs no getpid(): a system call on every request, since this runs there.
+        if self._thread is not None and self._thread.is_alive():
             return
-        self._pid = os.getpid()
         self._lock_file = None  # a lock inherited through fork is not ours
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="ui-telemetry-forwarder",

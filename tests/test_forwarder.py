@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -46,6 +47,27 @@ def running(tmp_path: Path, upstream: CaptureUpstream) -> Iterator[Flask]:
     relay(app).forwarder.start()
     yield app
     relay(app).forwarder.stop()
+
+
+def test_start_is_a_no_op_while_running_and_a_forked_child_starts_its_own(
+        running: Flask) -> None:
+    forwarder = relay(running).forwarder
+    thread = forwarder._thread
+    forwarder.start()  # every request calls it
+    assert forwarder._thread is thread and thread.is_alive()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a gunicorn worker forked from a master that had started one (--preload)
+        try:
+            forwarder.start()
+            mine = forwarder._thread is not thread and forwarder._thread.is_alive()
+            os.write(write, b"1" if mine else b"0")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    os.close(read)
+    os.close(write)
 
 
 def delivered(upstream: CaptureUpstream) -> list[str]:
