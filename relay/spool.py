@@ -55,6 +55,15 @@ ROW_LIMIT = 500
 
 Count = tuple[str, str, int]  # (counter name, label value, increment)
 
+# Records waiting: the last row's running total minus what the rows before the first one held.
+# Scalar subqueries, so SQLite answers each from one end of the b-tree: O(log n).
+_DEPTH = ("coalesce((SELECT total FROM batches ORDER BY id DESC LIMIT 1) - "
+          "(SELECT total - n FROM batches ORDER BY id LIMIT 1), 0)")
+# ?1 received_at, ?2 n, ?3 data; `total` continues the last row's.
+_INSERT = ("INSERT INTO batches (received_at, n, total, data) SELECT ?1, ?2, "
+           "coalesce((SELECT total FROM batches ORDER BY id DESC LIMIT 1), 0) + ?2, ?3")
+_UNLESS_FULL = f" WHERE ?4 IS NULL OR {_DEPTH} + ?2 <= ?4"  # ?4 the limit, or None
+
 
 class SpoolFormatError(RuntimeError):
     """The spool file was written by a newer (or unknown) version of the relay."""
@@ -111,11 +120,19 @@ class Spool:
         return db
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        """The connection, while this thread holds the writers' flock."""
         db = self._connection()
         lock = self._local.lock.fileno()
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
+            yield db
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._locked() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -123,8 +140,6 @@ class Spool:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
     @staticmethod
     def _count(db: sqlite3.Connection, counts: Iterable[Count]) -> None:
@@ -148,25 +163,26 @@ class Spool:
         A record whose event_id was stored before is stored again: the forwarder skips it.
         """
         now = time.time()
+        counts = [c for c in counts if c[2]]
         chunks = [records[i:i + ROW_LIMIT] for i in range(0, len(records), ROW_LIMIT)]
         rows = [(now, len(chunk), "\n".join(chunk)) for chunk in chunks]
+        if len(rows) == 1 and not counts:
+            # The usual POST: one statement, which is a transaction of its own (SQLite takes
+            # the write lock before reading, as BEGIN IMMEDIATE does), with the spool-full
+            # check in its WHERE: about 20 µs less than BEGIN, depth, insert and COMMIT.
+            with self._locked() as db:
+                inserted = db.execute(_INSERT + _UNLESS_FULL, (*rows[0], limit)).rowcount
+            return inserted == 1
         with self._transaction() as db:
             if limit is not None and self._depth(db) + len(records) > limit:
                 return False
-            db.executemany(
-                "INSERT INTO batches (received_at, n, total, data) SELECT ?1, ?2, "
-                "coalesce((SELECT total FROM batches ORDER BY id DESC LIMIT 1), 0) + ?2, ?3",
-                rows)
+            db.executemany(_INSERT, rows)
             self._count(db, counts)
         return True
 
     @staticmethod
     def _depth(db: sqlite3.Connection) -> int:
-        # Scalar subqueries: SQLite answers each from one end of the b-tree.
-        row = db.execute(
-            "SELECT (SELECT total FROM batches ORDER BY id DESC LIMIT 1) - "
-            "(SELECT total - n FROM batches ORDER BY id LIMIT 1)").fetchone()
-        return row[0] or 0
+        return db.execute(f"SELECT {_DEPTH}").fetchone()[0]
 
     def depth(self) -> int:
         """Records waiting, in O(log n)."""

@@ -80,3 +80,23 @@ def test_a_spool_in_an_unknown_format_is_refused_with_what_to_do(tmp_path: Path)
         Spool(path)
     with sqlite3.connect(path) as db:  # refused, and left as it was
         assert db.execute("SELECT count(*) FROM batches").fetchone() == (1,)
+
+
+def test_the_spool_full_check_is_exact_and_all_or_nothing_for_any_post(tmp_path: Path) -> None:
+    # A POST without rejected records is one statement; one with some, or with more than a row
+    # holds (500), is a transaction of several: both keep to the limit exactly.
+    spool = Spool(tmp_path / "spool.sqlite3")
+    rejected = [("rejected", "event_name", 1)]
+    assert spool.store(["r"] * 3, limit=5)
+    assert not spool.store(["r"] * 3, limit=5)
+    assert not spool.store(["r"] * 3, rejected, limit=5)
+    assert not spool.store(["r"] * 600, limit=600)
+    assert spool.depth() == 3
+    assert ("rejected", "event_name") not in spool.counters()  # a refused POST counts nothing
+    assert spool.store(["r"], rejected, limit=5)
+    assert spool.store(["r"], limit=5)
+    assert not spool.store(["r"], limit=5)
+    assert spool.store(["r"] * 600, limit=605)
+    assert spool.store(["r"])  # no limit
+    assert spool.depth() == 606
+    assert spool.counters()[("rejected", "event_name")] == 1
