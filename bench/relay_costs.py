@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +34,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from relay_throughput import BARE_APP, cpu_seconds, load, relay_env, start, stop  # noqa: E402
+from relay_throughput import (  # noqa: E402
+    BARE_APP,
+    cpu_seconds,
+    gunicorn,
+    load,
+    relay_env,
+    stop,
+)
 
 from tests.support import free_port  # noqa: E402
 
@@ -55,6 +63,9 @@ app = create_app()
 VARIANTS = ("relay", "no forwarding", "no commit", "parse only", "bare")
 
 
+Servers = dict[str, tuple[int, subprocess.Popen]]  # name: (port, gunicorn master)
+
+
 def idle_share(before: list[int], after: list[int]) -> float:
     delta = [a - b for a, b in zip(after, before, strict=True)]
     return (delta[3] + delta[4]) / max(sum(delta), 1)  # idle + iowait
@@ -62,6 +73,32 @@ def idle_share(before: list[int], after: list[int]) -> float:
 
 def cpu_times() -> list[int]:
     return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
+def alternate(servers: Servers, rounds: int, seconds: float,
+              clients: int) -> dict[str, dict[str, list[float]]]:
+    """Load each server in turn, `rounds` times: req/s, server CPU a request, idle share."""
+    figures: dict[str, dict[str, list[float]]] = {
+        name: {"rate": [], "cpu": [], "idle": []} for name in servers}
+    for _ in range(rounds):
+        for name, (port, proc) in servers.items():
+            t0, c0, s0 = time.monotonic(), cpu_seconds(proc.pid), cpu_times()
+            n = len(load(port, seconds, clients, 1_000_000))
+            figures[name]["rate"].append(n / (time.monotonic() - t0))
+            figures[name]["cpu"].append((cpu_seconds(proc.pid) - c0) / max(n, 1))
+            figures[name]["idle"].append(idle_share(s0, cpu_times()))
+    return figures
+
+
+def report(figures: dict[str, dict[str, list[float]]], title: str) -> None:
+    """One line a server: medians over the rounds, and the rate against the bare view's."""
+    bare = statistics.median(figures["bare"]["rate"])
+    print(title)
+    print(f"   {'variant':14} {'req/s':>6}  {'/ bare':>6}  {'server CPU':>10}  {'idle':>5}")
+    for name, f in figures.items():
+        rate = statistics.median(f["rate"])
+        print(f"   {name:14} {rate:6.0f}  {rate / bare:6.2f}  "
+              f"{statistics.median(f['cpu']) * 1000:7.2f} ms  {statistics.median(f['idle']):5.0%}")
 
 
 def main() -> None:
@@ -75,7 +112,7 @@ def main() -> None:
     (tmp / "bare_app.py").write_text(BARE_APP)
     (tmp / "variant_app.py").write_text(VARIANT_APP)
     pythonpath = f"{REPO}{os.pathsep}{tmp}"
-    servers = {}
+    servers: Servers = {}
     try:
         for name in VARIANTS:
             port = free_port()
@@ -89,32 +126,13 @@ def main() -> None:
                 env = {**relay_env(data, sink), "PYTHONPATH": pythonpath,
                        "BENCH_VARIANT": name}
                 app = "variant_app:app"
-            servers[name] = (port, start(
-                [sys.executable, "-m", "gunicorn", "-c", "python:relay.gunicorn_conf",
-                 "--bind", f"127.0.0.1:{port}", "--workers", "2", "--graceful-timeout", "5",
-                 "--timeout", "30", app], env, port, tmp))
-        rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
-        cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
-        idle: dict[str, list[float]] = {name: [] for name in VARIANTS}
-        for _ in range(args.rounds):
-            for name, (port, proc) in servers.items():
-                t0, c0, s0 = time.monotonic(), cpu_seconds(proc.pid), cpu_times()
-                n = len(load(port, args.seconds, args.clients, 1_000_000))
-                rates[name].append(n / (time.monotonic() - t0))
-                cpu[name].append((cpu_seconds(proc.pid) - c0) / max(n, 1))
-                idle[name].append(idle_share(s0, cpu_times()))
+            servers[name] = (port, gunicorn(app, env, port, tmp))
+        figures = alternate(servers, args.rounds, args.seconds, args.clients)
     finally:
         for _, proc in servers.values():
             stop(proc)
-    bare = statistics.median(rates["bare"])
-    print(f"POST throughput, 20-record batches, gunicorn --workers 2, {args.clients} client "
-          f"threads, {args.rounds} alternating rounds of {args.seconds:g} s")
-    print(f"   {'variant':14} {'req/s':>6}  {'/ bare':>6}  {'server CPU':>10}  {'idle':>5}")
-    for name in VARIANTS:
-        rate = statistics.median(rates[name])
-        print(f"   {name:14} {rate:6.0f}  {rate / bare:6.2f}  "
-              f"{statistics.median(cpu[name]) * 1000:7.2f} ms  "
-              f"{statistics.median(idle[name]):5.0%}")
+    report(figures, f"POST throughput, 20-record batches, gunicorn --workers 2, {args.clients} "
+                    f"client threads, {args.rounds} alternating rounds of {args.seconds:g} s")
 
 
 if __name__ == "__main__":

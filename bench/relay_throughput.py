@@ -64,6 +64,14 @@ def start(argv: list[str], env: dict[str, str], port: int, cwd: Path) -> subproc
     raise SystemExit(f"server on port {port} did not start")
 
 
+def gunicorn(app: str, env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen:
+    """`app` under the settings of `ui-telemetry serve --workers 2`: its configuration file
+    (the address-free access log to stdout included) and its flags."""
+    return start([sys.executable, "-m", "gunicorn", "-c", "python:relay.gunicorn_conf",
+                  "--bind", f"127.0.0.1:{port}", "--workers", "2", "--graceful-timeout", "5",
+                  "--timeout", "30", app], env, port, cwd)
+
+
 def stop(proc: subprocess.Popen) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -174,12 +182,8 @@ def main() -> None:
     relay = start([sys.executable, "-m", "relay.cli", "serve", "--port", str(relay_port),
                    *gunicorn_common], relay_env(tmp / "relay", sink), relay_port, REPO)
     (tmp / "bare_app.py").write_text(BARE_APP)
-    # The same gunicorn settings as `ui-telemetry serve`: its configuration file (the
-    # address-free access log to stdout included) and its flags.
-    bare = start([sys.executable, "-m", "gunicorn", "-c", "python:relay.gunicorn_conf",
-                  "--bind", f"127.0.0.1:{bare_port}", *gunicorn_common, "--timeout", "30",
-                  "bare_app:app"],
-                 {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp}"}, bare_port, tmp)
+    bare = gunicorn("bare_app:app", {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp}"},
+                    bare_port, tmp)
     results: dict[str, list[float]] = {"relay": [], "bare": []}
     rates: dict[str, list[float]] = {"relay": [], "bare": []}
     cpu: dict[str, list[float]] = {"relay": [], "bare": []}  # server CPU seconds a request

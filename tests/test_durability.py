@@ -100,3 +100,18 @@ def test_the_spool_full_check_is_exact_and_all_or_nothing_for_any_post(tmp_path:
     assert spool.store(["r"])  # no limit
     assert spool.depth() == 606
     assert spool.counters()[("rejected", "event_name")] == 1
+
+
+def test_a_batch_removed_leaves_rows_stored_while_it_was_sent_even_after_ids_restart(
+        tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.sqlite3")
+    for round_ in range(2):  # the second round starts from an empty table: ids begin again
+        spool.store([f"{round_}-a"] * 2)
+        spool.store([f"{round_}-b"] * 3)
+        batch = spool.peek(500)
+        spool.store([f"{round_}-c"])  # arrives while the batch is being sent
+        spool.remove(batch)
+        assert spool.depth() == 1
+        assert [r.records for r in spool.peek(500)] == [[f"{round_}-c"]]
+        spool.remove(spool.peek(500))
+        assert spool.depth() == 0 and spool.peek(500) == []
