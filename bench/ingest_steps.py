@@ -27,6 +27,7 @@ from flask import Flask, jsonify, request  # noqa: E402
 
 from relay.app import create_app  # noqa: E402
 from relay.config import load_config  # noqa: E402
+from relay.policy import CI_VARIABLES  # noqa: E402
 from relay.validation import validate_batch  # noqa: E402
 from tests.support import make_record  # noqa: E402
 
@@ -71,7 +72,9 @@ def main() -> None:
     args = parser.parse_args()
     n = args.requests
     data_dir = Path(tempfile.mkdtemp(prefix="ingest-steps-"))
-    os.environ["RELAY_IGNORE_CI"] = "true"
+    for name in CI_VARIABLES:  # a server's usual environment (see relay_throughput.relay_env)
+        os.environ.pop(name, None)
+    os.environ.pop("RELAY_IGNORE_CI", None)
     app = create_app(load_config({"RELAY_DATA_DIR": str(data_dir)}), start_forwarder=False)
     relay = app.extensions["ui_telemetry"]
     bare = Flask("bare")

@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from relay.policy import CI_VARIABLES  # noqa: E402
 from tests.support import CaptureUpstream, free_port, make_record  # noqa: E402
 
 ENDPOINT = "/ajax-api/3.0/mlflow/ui-telemetry"
@@ -81,9 +82,13 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def relay_env(data_dir: Path, ingestion_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
-    env.update({"RELAY_DATA_DIR": str(data_dir), "RELAY_IGNORE_CI": "true",
-                "RELAY_INGESTION_URL": ingestion_url, "PYTHONPATH": str(REPO), **extra})
+    # Without the CI variables (a CI machine sets CI=true, which turns telemetry off), rather
+    # than with RELAY_IGNORE_CI=true: a server's usual environment, so the relay checks every
+    # variable of the policy on each request, as it does in production.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("RELAY_") and k not in CI_VARIABLES}
+    env.update({"RELAY_DATA_DIR": str(data_dir), "RELAY_INGESTION_URL": ingestion_url,
+                "PYTHONPATH": str(REPO), **extra})
     return env
 
 

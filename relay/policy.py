@@ -35,13 +35,33 @@ class Decision:
 ON = Decision(True)
 
 
+_NAMES = (*OPT_OUT_VARIABLES, "RELAY_IGNORE_CI", *CI_VARIABLES)
+# os.environ's own dict, keyed by its encodekey(): bytes on POSIX, upper case on Windows.
+_RAW: dict | None = getattr(os.environ, "_data", None)
+_RAW_KEYS = tuple((name, os.environ.encodekey(name)) for name in _NAMES) \
+    if hasattr(os.environ, "encodekey") else ()
+
+
+def _set_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """The policy's variables that are set in env, read afresh.
+
+    This runs on every request, and nearly every name is missing, which os.environ.get()
+    answers by raising and catching two KeyErrors: 1 µs a name, 16 for all of them. The dict
+    behind os.environ (the one its __setitem__ and __delitem__ update) answers in 0.05.
+    """
+    if env is os.environ and isinstance(_RAW, dict) and _RAW_KEYS:
+        return {name: env.decodevalue(_RAW[key])  # type: ignore[attr-defined]
+                for name, key in _RAW_KEYS if key in _RAW}
+    return {name: env[name] for name in _NAMES if name in env}
+
+
 def _truthy(value: str | None) -> bool:
     return value is not None and value.strip().lower() in TRUTHY
 
 
 def environment_decision(environ: Mapping[str, str] | None = None) -> Decision:
     """What the server's environment says, independent of any request or remote config."""
-    env = os.environ if environ is None else environ
+    env = _set_variables(os.environ if environ is None else environ)
     for name in OPT_OUT_VARIABLES:
         if _truthy(env.get(name)):
             return Decision(False, "server",

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from flask.testing import FlaskClient
 
-from relay.policy import CI_VARIABLES, environment_decision, remote_decision, request_decision
+from relay.policy import (
+    CI_VARIABLES,
+    OPT_OUT_VARIABLES,
+    environment_decision,
+    remote_decision,
+    request_decision,
+)
 
 from .support import ENDPOINT, make_record
 
@@ -38,6 +45,24 @@ def test_ci_variables_switch_it_off_unless_ignored(name: str) -> None:
     # The administrator's opt-out still wins over RELAY_IGNORE_CI.
     assert not environment_decision({name: "x", "RELAY_IGNORE_CI": "true",
                                      "DO_NOT_TRACK": "1"}).enabled
+
+
+POLICY_VARIABLES = (*OPT_OUT_VARIABLES, "RELAY_IGNORE_CI", *CI_VARIABLES)
+
+
+@pytest.mark.parametrize("name", POLICY_VARIABLES)
+def test_the_live_environment_reads_as_a_copy_of_it_does(monkeypatch: pytest.MonkeyPatch,
+                                                         name: str) -> None:
+    # os.environ is read through the dict behind it (cheaper); a copy through the Mapping API.
+    for other in POLICY_VARIABLES:
+        monkeypatch.delenv(other, raising=False)
+    assert environment_decision().enabled
+    monkeypatch.setenv(name, "1")
+    assert environment_decision() == environment_decision(dict(os.environ))
+    assert environment_decision().enabled == (name == "RELAY_IGNORE_CI")
+    monkeypatch.setenv("RELAY_IGNORE_CI", "true")
+    assert environment_decision() == environment_decision(dict(os.environ))
+    assert environment_decision().enabled == (name not in OPT_OUT_VARIABLES)
 
 
 def test_request_signals() -> None:
