@@ -56,7 +56,7 @@ variant = os.environ["BENCH_VARIANT"]
 if variant in ("no commit", "parse only"):
     spool.Spool.store = lambda self, records, counts=(), limit=None: True
 if variant == "parse only":
-    api.validate_batch = lambda body, max_records: BatchResult([], [])
+    api.validate_batch = lambda body, max_records: BatchResult([], [], [])
 app = create_app()
 '''
 

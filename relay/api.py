@@ -132,12 +132,14 @@ def post_records() -> Response:
         batch = validate_batch(body, cfg.max_records_per_request)
     except EnvelopeError as err:
         raise ApiError(400, str(err), "invalid_envelope") from None
-    stored = r.data_encoder.stored
+    encode = r.data_encoder.stored
     texts = []
-    for record in batch.records:
-        # Relay-assigned when the browser gave none; stored, so every retry upstream reuses it.
-        record["event_id"] = record["event_id"] or str(uuid.uuid4())
-        texts.append(stored(record))
+    for record, text in zip(batch.records, batch.stored, strict=True):
+        if text is None:  # not the common shape, whose check already wrote it
+            # Relay-assigned when the browser gave none; stored, so every retry reuses it.
+            record["event_id"] = record["event_id"] or str(uuid.uuid4())
+            text = encode(record)
+        texts.append(text)
     if not r.spool.store(texts, [("rejected", reason, 1) for reason in batch.rejected],
                          limit=cfg.spool_max_records):
         raise ApiError(503, "the relay's spool is full because the upstream is not taking "

@@ -10,7 +10,6 @@ import sys
 import uuid
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +86,27 @@ def to_data(record: dict[str, Any], server: ServerInfo) -> dict[str, Any]:
     }
 
 
-# Printable ASCII without " and \, plus tabs (which separate stored values): text that JSON
-# carries as it is, inside quotes.
-_PLAIN = re.compile(r"[\t !#-\[\]-~]*\Z").match
+# The compact form the spool keeps a common record in: these nine values, in this order,
+# tab-separated. compact() writes them; the template in DataEncoder reads them back.
+STORED_FIELDS = ("event_id", "event_name", "timestamp_ns", "params.componentId",
+                 "params.componentType", "params.componentViewId", "params.eventType",
+                 "installation_id", "session_id")
 # The params of nearly every record (the browser module sends no optional ones), sorted.
-COMMON_PARAMS = ("componentId", "componentType", "componentViewId", "eventType")
+COMMON_PARAMS = tuple(f.removeprefix("params.") for f in STORED_FIELDS if f.startswith("params."))
+# A character a stored value may hold: printable ASCII but " and \, which JSON carries as it
+# is inside quotes. A tab separates values; a record's text has exactly eight.
+PLAIN = r"[ !#-\[\]-~]"
+STORED_TEXT = rf"(?:{PLAIN}*\t){{{len(STORED_FIELDS) - 1}}}{PLAIN}*\Z"
+_STORED = re.compile(STORED_TEXT).match
+
+
+def compact(record: dict[str, Any]) -> str:
+    """The nine values of STORED_FIELDS, tab-separated, unchecked: KeyError if one is missing,
+    TypeError if one (the timestamp aside) is not a string."""
+    params = record["params"]
+    return "\t".join((record["event_id"], record["event_name"], str(record["timestamp_ns"]),
+                      params["componentId"], params["componentType"], params["componentViewId"],
+                      params["eventType"], record["installation_id"], record["session_id"]))
 
 
 class DataEncoder:
@@ -115,21 +130,15 @@ class DataEncoder:
                           f'"params":"{{{params}}}","status":"success","duration_ms":0,'
                           '"installation_id":"%s","session_id":"%s",'
                           + self._tail.replace("%", "%%"))
-        self._common = itemgetter(*COMMON_PARAMS)
-        self._tabs = 4 + len(COMMON_PARAMS)  # between the nine values of a stored record
 
     def stored(self, record: dict[str, Any]) -> str:
         """What the spool keeps for one validated record (event_id set)."""
-        params = record["params"]
-        timestamp = record["timestamp_ns"]
-        if len(params) == len(COMMON_PARAMS) and type(timestamp) is int:
+        if len(record["params"]) == len(COMMON_PARAMS) and type(record["timestamp_ns"]) is int:
             try:
-                text = "\t".join((record["event_id"], record["event_name"], str(timestamp),
-                                  *self._common(params), record["installation_id"],
-                                  record["session_id"]))  # TypeError unless all are str
+                text = compact(record)
             except (KeyError, TypeError):
                 text = ""
-            if text.count("\t") == self._tabs and _PLAIN(text):
+            if _STORED(text):
                 return text
         return json.dumps(to_data(record, self._server), separators=(",", ":"))
 

@@ -4,7 +4,8 @@ A record is checked the cheapest way that is sure to answer as RecordSchema().lo
 (property tests compare every path with marshmallow on generated input):
 
 1. the common shape, what the browser module sends (every required field and event_id, no
-   optional params): one regex over all of its strings, compiled from the schema's validators;
+   optional params): one regex, compiled from the schema's validators, over the record's
+   compact stored form (relay.data), which the check thereby writes for the spool as well;
 2. any other record: each field's validators, called directly;
 3. whatever those are not sure about: marshmallow itself, which also words the error.
 
@@ -17,19 +18,19 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, missing, validate
 
+from .data import STORED_FIELDS, STORED_TEXT, compact
 from .schema import FullMatch, ParamsSchema, RecordSchema, StrictInteger, TimestampWindow
 
 # Optional in the schema, yet sent with every record by the browser module: part of the shape.
 ALWAYS_SENT = ("event_id",)
 
 # What crypto.randomUUID() sends; anything else UUID_PATTERN allows is rewritten to this form.
-_CANONICAL_UUID = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z").match
+CANONICAL_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_CANONICAL_UUID = re.compile(CANONICAL_UUID + r"\Z").match
 
 _RECORD = RecordSchema()
 _PARAMS = ParamsSchema()
@@ -44,12 +45,12 @@ class BatchResult:
     records: list[dict[str, Any]]
     # For each rejected record, the dotted path of the first field that failed.
     rejected: list[str]
+    # For each record, its compact stored form when the common-shape check wrote it, else None
+    # (DataEncoder.stored() writes it then).
+    stored: list[str | None]
 
 
 # -- 1. the common shape ---------------------------------------------------------------------
-
-_JOIN = "\n"  # between the strings of one record; a value holding it leaves the shape
-
 
 def _segment(field: fields.Field) -> str | None:
     """A regex for exactly the strings a String field accepts, or None if there is none."""
@@ -71,7 +72,9 @@ def _segment(field: fields.Field) -> str | None:
 @dataclass(frozen=True)
 class _Shape:
     window: TimestampWindow  # its bounds() go to check(), once a batch
-    check: Callable[[Any, int, int], dict[str, Any] | None]
+    # The record's compact stored form if it has the common shape, is valid and carries a
+    # canonical event_id; None when not sure.
+    check: Callable[[Any, int, int], str | None]
 
 
 def _strings_of(schema: Schema, always: tuple[str, ...]) -> tuple[list, list, list] | None:
@@ -104,31 +107,33 @@ def _compile_shape() -> _Shape | None:
     if type(field) is not StrictInteger or len(field.validators) != 1 \
             or not isinstance(field.validators[0], TimestampWindow):
         return None
-    record_names = tuple(n for n, _ in record[0])
-    params_names = tuple(n for n, _ in params[0])
-    get_record = itemgetter(*record_names, integer, "params")
-    get_params = itemgetter(*params_names)
-    joins = len(record_names) + len(params_names) - 1
-    match = re.compile(r"\A" + _JOIN.join(s for _, s in record[0] + params[0]) + r"\Z").match
+    segments = dict(record[0]) | {f"params.{name}": seg for name, seg in params[0]}
+    segments[integer] = "-?[0-9]+"  # the int itself is checked below, type and window
+    # The shape is exactly the values of the compact stored form, matched in its order, so
+    # the text checked is the text stored; the lookahead keeps it that form (plain values,
+    # eight tabs) whatever the schema allows, and only a canonical event_id fits.
+    if set(segments) != set(STORED_FIELDS) or "event_id" not in segments:
+        return None
+    segments["event_id"] = f"(?={CANONICAL_UUID}(?:\t|\\Z)){segments['event_id']}"
+    match = re.compile(rf"\A(?={STORED_TEXT})"
+                       + "\t".join(segments[name] for name in STORED_FIELDS) + r"\Z").match
+    record_size = len(record[0]) + 2  # its strings, the integer and params
+    params_size = len(params[0])
 
-    def check(item: Any, low: int, high: int) -> dict[str, Any] | None:
-        """The record if it has the common shape and is valid; None when not sure."""
+    def check(item: Any, low: int, high: int) -> str | None:
         try:
-            values = get_record(item)
-            params = values[-1]
-            params_values = get_params(params)
-            text = _JOIN.join(values[:-2] + params_values)  # TypeError unless all are str
+            text = compact(item)  # TypeError unless every value but the integer is a str
+            timestamp = item[integer]
+            params = item["params"]
         except (KeyError, TypeError):
             return None
-        timestamp = values[-2]
         # Exactly the fields of the shape, at both levels: then the loaded record is the item
         # itself (an unknown field, or an optional param even if null, is not the shape).
         if (type(timestamp) is not int or not low <= timestamp <= high
                 or type(item) is not dict or type(params) is not dict
-                or len(item) != len(record_names) + 2 or len(params) != len(params_names)
-                or text.count(_JOIN) != joins or not match(text)):
+                or len(item) != record_size or len(params) != params_size or not match(text)):
             return None
-        return item
+        return text
 
     return _Shape(field.validators[0], check)
 
@@ -258,15 +263,18 @@ def validate_batch(body: Any, max_records: int) -> BatchResult:
                             f"this one holds {len(raw)}")
     records: list[dict[str, Any]] = []
     rejected: list[str] = []
+    stored: list[str | None] = []
     check = _SHAPE.check if _SHAPE else None
     low, high = _SHAPE.window.bounds() if _SHAPE else (0, 0)
     for item in raw:
-        record = check(item, low, high) if check else None
-        if record is not None and _CANONICAL_UUID(record["event_id"]):
-            records.append(record)
+        text = check(item, low, high) if check else None
+        if text is not None:
+            records.append(item)
+            stored.append(text)
             continue
         try:
             records.append(finish(load_record(item)))
+            stored.append(None)
         except ValidationError as err:
             rejected.append(_first_error_path(err.messages))
-    return BatchResult(records, rejected)
+    return BatchResult(records, rejected, stored)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from relay.data import DataEncoder, ServerInfo, to_data
+from relay.data import STORED_FIELDS, DataEncoder, ServerInfo, compact, to_data
 from relay.schema import RecordSchema
 from relay.validation import _SHAPE, _by_field, finish, load_record, validate_batch
 
@@ -115,6 +115,12 @@ def test_every_valid_record_is_kept_whatever_its_neighbours(fuzz_app: Flask,
     assert pristine["event_id"] in stored
 
 
+# Odd but possible server fields: a % or a quote must not bend the line's template.
+ENCODER_SERVER = ServerInfo("7d0c1d3e-52c4-4b8e-a9a4-3f9f1c2d4e5f", "1.0%s", "3.11.7",
+                            'Linux "quoted" %d')
+ENCODER = DataEncoder(ENCODER_SERVER)
+
+
 def _marshmallow(record: object) -> dict | None:
     try:
         return RecordSchema().load(copy.deepcopy(record))
@@ -136,13 +142,16 @@ def test_every_fast_path_agrees_with_marshmallow(record: object) -> None:
         assert by_field == expected
     assert _SHAPE is not None
     low, high = _SHAPE.window.bounds()
-    common = _SHAPE.check(copy.deepcopy(record), low, high)
-    if common is not None:
-        # What load() gives, less the optional params it fills with None (the shape has none).
+    item = copy.deepcopy(record)
+    text = _SHAPE.check(item, low, high)
+    if text is not None:
+        # The item passes as it is: what load() gives, less the optional params it fills with
+        # None (the shape has none). Its text is what the spool would keep for it.
         assert expected is not None
         loaded = copy.deepcopy(expected)
         loaded["params"] = {k: v for k, v in loaded["params"].items() if v is not None}
-        assert common == loaded
+        assert item == loaded
+        assert text == ENCODER.stored(finish(copy.deepcopy(expected)))
     try:
         got = load_record(copy.deepcopy(record))
     except ValidationError:
@@ -150,29 +159,35 @@ def test_every_fast_path_agrees_with_marshmallow(record: object) -> None:
     assert got == expected
     batch = validate_batch({"records": [copy.deepcopy(record)]}, 10)
     assert batch.records == ([] if expected is None else [finish(copy.deepcopy(expected))])
+    assert len(batch.stored) == len(batch.records)
 
 
 def test_the_fast_paths_take_the_common_cases() -> None:
     assert _SHAPE is not None, "the schema no longer compiles to a common shape"
     low, high = _SHAPE.window.bounds()
-    assert _SHAPE.check(make_record(), low, high) is not None
+    record = make_record()
+    assert _SHAPE.check(record, low, high) == ENCODER.stored(record)
     assert _by_field(make_record(params={"value": "dark", "componentSubType": "x"})) is not None
-
-
-# Odd but possible server fields: a % or a quote must not bend the line's template.
-ENCODER_SERVER = ServerInfo("7d0c1d3e-52c4-4b8e-a9a4-3f9f1c2d4e5f", "1.0%s", "3.11.7",
-                            'Linux "quoted" %d')
-ENCODER = DataEncoder(ENCODER_SERVER)
 
 
 @settings(max_examples=500, deadline=None)
 @given(record=st.one_of(mutated_records(), st.builds(make_record)))
 def test_every_data_line_is_exactly_to_data(record: dict) -> None:
     """The fast DATA encoder writes what json.dumps(to_data(record)) would mean."""
-    for valid in validate_batch({"records": [record]}, 10).records:
+    batch = validate_batch({"records": [record]}, 10)
+    for valid, text in zip(batch.records, batch.stored, strict=True):
         valid["event_id"] = valid["event_id"] or str(uuid.uuid4())  # as the endpoint does
         stored = ENCODER.stored(valid)
+        assert text in (None, stored)  # the shape check's text, when it wrote one
         line = ENCODER.expand(stored)
         assert json.loads(line) == to_data(valid, ENCODER_SERVER)
         assert "\n" not in line and "\n" not in stored
         assert ENCODER.event_id(stored) == valid["event_id"]
+
+
+def test_the_compact_form_holds_the_stored_fields_in_their_order() -> None:
+    # The shape check compiles its regex in STORED_FIELDS order over compact()'s text.
+    record = make_record()
+    assert compact(record).split("\t") == [
+        record["params"][name.removeprefix("params.")] if name.startswith("params.")
+        else str(record[name]) for name in STORED_FIELDS]
