@@ -48,8 +48,10 @@ class SpoolCollector:
                 for lbl, v in sorted(rows):
                     family.add_metric([lbl], v)
             yield family
+        # From the same read as the counters, so received = forwarded + duplicate + dropped +
+        # depth holds within every scrape.
         yield GaugeMetricFamily("ui_telemetry_spool_depth", "Records waiting in the spool.",
-                                value=self.spool.depth())
+                                value=values[("waiting", "")])
         yield GaugeMetricFamily("ui_telemetry_enabled",
                                 "1 when the server collects telemetry, 0 when it is off.",
                                 value=1 if self.telemetry_on() else 0)

@@ -269,11 +269,12 @@ class Spool:
         return dropped
 
     def counters(self) -> dict[tuple[str, str], int]:
-        """Every counter, and ("received", "") worked out rather than counted.
+        """Every counter, ("received", "") worked out rather than counted, and ("waiting", "").
 
         Each stored record leaves the spool exactly once, as forwarded, duplicate or dropped,
-        so received = those + what waits: one write less on every POST. Both are read in one
-        transaction, so a batch leaving meanwhile is not counted twice or missed.
+        so received = those + what waits: one write less on every POST. All are read in one
+        transaction, so a batch leaving meanwhile is not counted twice or missed, and the
+        figures of one scrape add up.
         """
         db = self._connection()
         db.execute("BEGIN")
@@ -286,6 +287,7 @@ class Spool:
         left = sum(v for (name, _), v in values.items()
                    if name in ("forwarded", "duplicates", "dropped"))
         values[("received", "")] = left + waiting
+        values[("waiting", "")] = waiting
         return values
 
     def set_state(self, key: str, value: object) -> None:
