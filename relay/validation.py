@@ -125,7 +125,7 @@ def _compile_shape() -> _Shape | None:
             text = compact(item)  # TypeError unless every value but the integer is a str
             timestamp = item[integer]
             params = item["params"]
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):  # ValueError: an int too long for str()
             return None
         # Exactly the fields of the shape, at both levels: then the loaded record is the item
         # itself (an unknown field, or an optional param even if null, is not the shape).
