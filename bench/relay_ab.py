@@ -11,7 +11,6 @@ afterwards. --upstream-down leaves the forwarder idle, to compare ingest alone.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -23,20 +22,16 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from relay_costs import Servers, alternate, report  # noqa: E402
-from relay_throughput import BARE_APP, gunicorn, relay_env, stop  # noqa: E402
+from relay_throughput import BARE_APP, gunicorn, load_parser, relay_env, stop  # noqa: E402
 
 from tests.support import free_port  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = load_parser(__doc__, rounds=4)
     parser.add_argument("--against", default="HEAD", help="git revision to compare with [HEAD]")
     parser.add_argument("--upstream-down", action="store_true",
                         help="forward nothing (the upstream refuses connections)")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--clients", type=int, default=4)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="relay-ab-"))
     other = tmp / "other"

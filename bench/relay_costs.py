@@ -21,7 +21,6 @@ in a wrapper module, so the product's code has no switch for them:
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -39,6 +38,7 @@ from relay_throughput import (  # noqa: E402
     cpu_seconds,
     gunicorn,
     load,
+    load_parser,
     relay_env,
     stop,
 )
@@ -102,12 +102,7 @@ def report(figures: dict[str, dict[str, list[float]]], title: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--clients", type=int, default=4)
-    args = parser.parse_args()
+    args = load_parser(__doc__).parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="relay-costs-"))
     (tmp / "bare_app.py").write_text(BARE_APP)
     (tmp / "variant_app.py").write_text(VARIANT_APP)

@@ -65,6 +65,16 @@ def start(argv: list[str], env: dict[str, str], port: int, cwd: Path) -> subproc
     raise SystemExit(f"server on port {port} did not start")
 
 
+def load_parser(doc: str | None, rounds: int = 3) -> argparse.ArgumentParser:
+    """The options every throughput benchmark takes: rounds, seconds a round, client threads."""
+    parser = argparse.ArgumentParser(description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--clients", type=int, default=4)
+    return parser
+
+
 def gunicorn(app: str, env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen:
     """`app` under the settings of `ui-telemetry serve --workers 2`: its configuration file
     (the address-free access log to stdout included) and its flags."""
@@ -169,11 +179,7 @@ def children(pid: int) -> list[int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--clients", type=int, default=4)
+    parser = load_parser(__doc__)
     parser.add_argument("--records", type=int, default=200_000)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="relay-bench-"))

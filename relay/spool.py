@@ -67,6 +67,7 @@ _DEPTH = ("coalesce((SELECT total FROM batches ORDER BY id DESC LIMIT 1) - "
 _INSERT = ("INSERT INTO batches (received_at, n, total, data) SELECT ?1, ?2, "
            "coalesce((SELECT total FROM batches ORDER BY id DESC LIMIT 1), 0) + ?2, ?3")
 _UNLESS_FULL = f" WHERE ?4 IS NULL OR {_DEPTH} + ?2 <= ?4"  # ?4 the limit, or None
+_SELECT_DEPTH = f"SELECT {_DEPTH}"
 
 
 class SpoolFormatError(RuntimeError):
@@ -186,7 +187,7 @@ class Spool:
 
     @staticmethod
     def _depth(db: sqlite3.Connection) -> int:
-        return db.execute(f"SELECT {_DEPTH}").fetchone()[0]
+        return db.execute(_SELECT_DEPTH).fetchone()[0]
 
     def depth(self) -> int:
         """Records waiting, in O(log n)."""
