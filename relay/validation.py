@@ -22,7 +22,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, missing, validate
 
-from .data import STORED_FIELDS, STORED_TEXT, compact
+from .data import PLAIN, STORED_FIELDS, STORED_TEXT, compact
 from .schema import FullMatch, ParamsSchema, RecordSchema, StrictInteger, TimestampWindow
 
 # Optional in the schema, yet sent with every record by the browser module: part of the shape.
@@ -69,12 +69,51 @@ def _segment(field: fields.Field) -> str | None:
     return None
 
 
+# The code points PLAIN allows (all of them ASCII).
+_PLAIN_CODES = frozenset(c for c in range(128) if re.fullmatch(PLAIN, chr(c)))
+
+
+def _only_plain(pattern: str) -> bool:
+    """True when every string `pattern` can match is PLAIN text, as its parse tree proves;
+    False when not sure (a class such as \\w or ., a negation, a flag, an unknown node)."""
+    from re import _constants as op
+    from re import _parser  # private: any surprise in it below means "not sure"
+
+    def plain_char(code: Any, arg: Any) -> bool:  # an item of a [...] class, or a literal
+        if code is op.RANGE:
+            return arg[1] - arg[0] < 128 and _PLAIN_CODES.issuperset(range(arg[0], arg[1] + 1))
+        return code is op.LITERAL and arg in _PLAIN_CODES
+
+    def plain(items: Any) -> bool:
+        for code, arg in items:
+            if code is op.IN:
+                ok = all(plain_char(*item) for item in arg)
+            elif code in (op.MAX_REPEAT, op.MIN_REPEAT, op.POSSESSIVE_REPEAT):
+                ok = plain(arg[2])
+            elif code is op.SUBPATTERN:
+                ok = not arg[1] and not arg[2] and plain(arg[3])  # no (?i:...)
+            elif code is op.BRANCH:
+                ok = all(map(plain, arg[1]))
+            else:
+                ok = plain_char(code, arg)
+            if not ok:
+                return False
+        return True
+
+    try:
+        tree = _parser.parse(pattern)
+        return not tree.state.flags & ~re.U and plain(tree)
+    except Exception:  # noqa: BLE001 - another Python's parse tree: the lookahead stays
+        return False
+
+
 @dataclass(frozen=True)
 class _Shape:
     window: TimestampWindow  # its bounds() go to check(), once a batch
     # The record's compact stored form if it has the common shape, is valid and carries a
     # canonical event_id; None when not sure.
     check: Callable[[Any, int, int], str | None]
+    pattern: str  # what check() matches the compact text with
 
 
 def _strings_of(schema: Schema, always: tuple[str, ...]) -> tuple[list, list, list] | None:
@@ -110,13 +149,16 @@ def _compile_shape() -> _Shape | None:
     segments = dict(record[0]) | {f"params.{name}": seg for name, seg in params[0]}
     segments[integer] = "-?[0-9]+"  # the int itself is checked below, type and window
     # The shape is exactly the values of the compact stored form, matched in its order, so
-    # the text checked is the text stored; the lookahead keeps it that form (plain values,
-    # eight tabs) whatever the schema allows, and only a canonical event_id fits.
+    # the text checked is the text stored. It must be that form: plain values, eight tabs.
+    # The schema's patterns allow only plain text today, which the parse proves; if one ever
+    # allows more, a lookahead (a second pass over the text, 1 µs a record) checks it.
     if set(segments) != set(STORED_FIELDS) or "event_id" not in segments:
         return None
+    plain = "" if all(map(_only_plain, segments.values())) else rf"(?={STORED_TEXT})"
+    # Only a canonical event_id fits.
     segments["event_id"] = f"(?={CANONICAL_UUID}(?:\t|\\Z)){segments['event_id']}"
-    match = re.compile(rf"\A(?={STORED_TEXT})"
-                       + "\t".join(segments[name] for name in STORED_FIELDS) + r"\Z").match
+    pattern = rf"\A{plain}" + "\t".join(segments[name] for name in STORED_FIELDS) + r"\Z"
+    match = re.compile(pattern).match
     record_size = len(record[0]) + 2  # its strings, the integer and params
     params_size = len(params[0])
 
@@ -135,7 +177,7 @@ def _compile_shape() -> _Shape | None:
             return None
         return text
 
-    return _Shape(field.validators[0], check)
+    return _Shape(field.validators[0], check, pattern)
 
 
 _SHAPE = _compile_shape()

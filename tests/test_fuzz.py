@@ -10,11 +10,12 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from marshmallow import ValidationError
+from marshmallow import ValidationError, fields
 
-from relay.data import STORED_FIELDS, DataEncoder, ServerInfo, compact, to_data
-from relay.schema import RecordSchema
-from relay.validation import _SHAPE, _by_field, finish, load_record, validate_batch
+from relay import validation
+from relay.data import STORED_FIELDS, STORED_TEXT, DataEncoder, ServerInfo, compact, to_data
+from relay.schema import FullMatch, ParamsSchema, RecordSchema
+from relay.validation import _SHAPE, _by_field, _only_plain, finish, load_record, validate_batch
 
 from .conftest import build_app
 from .support import ENDPOINT, make_record
@@ -169,6 +170,37 @@ def test_the_fast_paths_take_the_common_cases() -> None:
     record = make_record()
     assert _SHAPE.check(record, low, high) == ENCODER.stored(record)
     assert _by_field(make_record(params={"value": "dark", "componentSubType": "x"})) is not None
+
+
+@pytest.mark.parametrize(("pattern", "plain"), [
+    (r"[A-Za-z0-9_.:/-]{1,256}", True), ("(?:ui_event|button)", True), (r"-?[0-9]+", True),
+    (r"[ !#-\[\]-~]*", True),  # PLAIN itself
+    ('a"b', False), (r"a\\b", False), ("a\tb", False), ("\u00e9", False), (r"[ -~]", False),
+    (".", False), (r"\w+", False), (r"\d", False), ("[^a]", False), (r"[\x00-\U0010ffff]", False),
+    ("(?i:k)", False), ("(?i)k", False),  # K matches the Kelvin sign, case-blind
+    ("(?P<x>a)(?P=x)", False),
+])
+def test_plain_text_is_proven_from_the_pattern(pattern: str, plain: bool) -> None:
+    assert _only_plain(pattern) is plain
+
+
+def test_the_shape_checks_plain_text_itself_when_the_schema_allows_more(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Today's patterns are proven plain, so the shape's regex has no second pass ...
+    assert _SHAPE is not None and STORED_TEXT not in _SHAPE.pattern
+
+    # ... and a pattern that allows a quote, a backslash or a tab brings the second pass back.
+    class LooseParams(ParamsSchema):
+        componentId = fields.String(required=True,  # noqa: N815
+                                    validate=FullMatch(r'[a-z."\\\t]{1,9}', "loose"))
+
+    monkeypatch.setattr(validation, "_PARAMS", LooseParams())
+    shape = validation._compile_shape()
+    assert shape is not None and STORED_TEXT in shape.pattern
+    low, high = shape.window.bounds()
+    assert shape.check(make_record(params={"componentId": "a.b"}), low, high) is not None
+    for loose in ('a"b', "a\\b", "a\tb"):
+        assert shape.check(make_record(params={"componentId": loose}), low, high) is None
 
 
 @settings(max_examples=500, deadline=None)
