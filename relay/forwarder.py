@@ -145,7 +145,8 @@ class Forwarder:
         """Send at most one batch if it is time; return how long to wait before the next step."""
         now = self.clock()
         if now >= self._next_expire:
-            self.spool.expire(self.config.spool_max_age, self.seen.remember)
+            self.spool.expire(self.config.spool_max_age, self.seen.remember,
+                              self.seen.max_ids)
             self._next_expire = now + EXPIRE_EVERY
         if now >= self._next_checkpoint:
             self.spool.checkpoint()

@@ -15,6 +15,7 @@ from flask import Flask
 
 from relay.forwarder import Backoff
 from relay.seen import REMEMBER_SECONDS, SeenIds, key, pack
+from relay.spool import Spool
 
 from .conftest import build_app
 from .support import ENDPOINT, CaptureUpstream, make_record, wait_for
@@ -267,6 +268,25 @@ def test_delivered_ids_are_forgotten_after_the_retention_window(tmp_path: Path) 
     seen = SeenIds()
     seen.load(spool)
     assert key(new) in seen and key(old) not in seen
+
+
+def test_delivered_ids_on_disk_are_trimmed_to_what_a_new_leader_reads(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.sqlite3")
+    batches = [[key(str(uuid.uuid4())) for _ in range(size)] for size in (3, 2, 2, 1)]
+    for batch in batches:
+        spool.store(["x"])
+        spool.remove(spool.peek(1), delivered=pack(batch))
+    before = SeenIds(max_ids=4)
+    before.load(spool)
+    spool.expire(7 * 86400, REMEMBER_SECONDS, max_ids=4)
+    # The newest rows up to 4 ids (1 + 2), and the one that reaches past them (2): the rest
+    # could never be loaded again.
+    assert [len(blob) // 16 for _, blob in spool.delivered_since(0, 100)] == [1, 2, 2]
+    after = SeenIds(max_ids=4)
+    after.load(spool)
+    assert after._ids == before._ids == set(batches[2] + batches[3])
+    spool.expire(7 * 86400, REMEMBER_SECONDS, max_ids=100)
+    assert len(list(spool.delivered_since(0, 100))) == 3
 
 
 def test_memory_for_delivered_ids_is_bounded() -> None:
