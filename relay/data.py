@@ -125,11 +125,14 @@ class DataEncoder:
         own = {k: head[k] for k in DATA_FIELDS[DATA_FIELDS.index("server_installation_id"):]}
         self._tail = json.dumps(own, separators=(",", ":"))[1:]  # '"server_installation_id":…}'
         assert head["status"] == "success" and head["duration_ms"] == 0
-        params = ",".join(f'\\"{name}\\":\\"%s\\"' for name in COMMON_PARAMS)
-        self._template = ('{"event_id":"%s","event_name":"%s","timestamp_ns":%s,'
-                          f'"params":"{{{params}}}","status":"success","duration_ms":0,'
-                          '"installation_id":"%s","session_id":"%s",'
-                          + self._tail.replace("%", "%%"))
+        # The line around the nine values; JSON text holds no raw NUL to be mistaken for one.
+        params = ",".join(f'\\"{name}\\":\\"\0\\"' for name in COMMON_PARAMS)
+        line = ('{"event_id":"\0","event_name":"\0","timestamp_ns":\0,'
+                f'"params":"{{{params}}}","status":"success","duration_ms":0,'
+                '"installation_id":"\0","session_id":"\0",' + self._tail)
+        self._pieces = line.split("\0")
+        assert len(self._pieces) == len(STORED_FIELDS) + 1
+        self._template = "%s".join(piece.replace("%", "%%") for piece in self._pieces)
 
     def stored(self, record: dict[str, Any]) -> str:
         """What the spool keeps for one validated record (event_id set)."""
@@ -150,3 +153,23 @@ class DataEncoder:
     def expand(self, stored: str) -> str:
         """The DATA line of a stored record."""
         return stored if stored[0] == "{" else self._template % tuple(stored.split("\t"))
+
+    @staticmethod
+    def row_values(data: str, n: int) -> list[str] | None:
+        """The values of a spool row's n records, one flat list, when all n are compact (the
+        usual row: a compact record has eight tabs, a DATA line none); else None."""
+        values = data.replace("\n", "\t").split("\t")
+        return values if len(values) == len(STORED_FIELDS) * n else None
+
+    def expand_values(self, values: list[str]) -> list[str]:
+        """expand() of every record in row_values(): slices and one join for the whole row,
+        rather than a format a record (half the time)."""
+        width = len(STORED_FIELDS)
+        n = len(values) // width
+        step = 2 * width + 1  # a record: piece, value, piece, ... value, piece
+        parts = [""] * (step * n)
+        for j in range(width):
+            parts[2 * j::step] = [self._pieces[j]] * n
+            parts[2 * j + 1::step] = values[j::width]
+        parts[2 * width::step] = [self._pieces[width] + "\n"] * n
+        return "".join(parts).split("\n")[:-1]

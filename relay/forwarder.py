@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import IO
 
 from .config import Config
-from .data import DataEncoder
+from .data import STORED_FIELDS, DataEncoder
 from .policy import Decision
 from .remote_config import RemoteConfig
 from .seen import SeenIds, keys_of, pack
@@ -189,9 +189,20 @@ class Forwarder:
         keys: list[int] = []
         fresh: set[int] = set()
         seen = self.seen
-        expand = self.encoder.expand
-        event_id = self.encoder.event_id
+        encoder = self.encoder
+        expand = encoder.expand
+        event_id = encoder.event_id
         for row in rows:
+            values = encoder.row_values(row.data, row.n)
+            if values is not None:
+                row_keys = keys_of(values[::len(STORED_FIELDS)])  # event_id comes first
+                if seen.isdisjoint(row_keys) and fresh.isdisjoint(row_keys) \
+                        and len(set(row_keys)) == row.n:
+                    # The usual row: all compact, all new. Whole-row steps, not a record's.
+                    fresh.update(row_keys)
+                    keys += row_keys
+                    lines += encoder.expand_values(values)
+                    continue
             records = row.records
             for k, stored in zip(keys_of([event_id(r) for r in records]), records, strict=True):
                 if k in seen or k in fresh:

@@ -51,6 +51,9 @@ class SeenIds:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def isdisjoint(self, keys: list[int]) -> bool:
+        return self._ids.isdisjoint(keys)
+
     def load(self, spool: Spool) -> None:
         """Start from what the spool says was delivered (newest first, up to max_ids)."""
         self._ids.clear()

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
+from relay.data import to_data
+
 from .conftest import build_app
 from .support import ENDPOINT, make_record, read_sink
 
@@ -123,6 +125,20 @@ def test_a_duplicate_inside_one_batch_is_forwarded_once(client: FlaskClient) -> 
     record = make_record()
     assert post(client, {"records": [record, record]}).get_json()["accepted"] == 2
     assert [r["event_id"] for r in forward(client)] == [record["event_id"]]
+
+
+def test_every_record_of_mixed_and_repeated_batches_is_forwarded_once_in_order(
+        client: FlaskClient) -> None:
+    plain = [make_record() for _ in range(3)]
+    rare = make_record(params={"componentSubType": "primary", "value": "dark"})  # a DATA line
+    batches = [plain, [*plain[:2], make_record()], [rare, plain[2]], [make_record(), rare]]
+    for batch in batches:
+        assert post(client, {"records": batch}).get_json()["rejected"] == 0
+    expected = list(dict.fromkeys(r["event_id"] for batch in batches for r in batch))
+    lines = forward(client)
+    assert [line["event_id"] for line in lines] == expected
+    assert json.loads(lines[4]["params"]) == rare["params"]
+    assert lines[0] == to_data(plain[0], client.application.extensions["ui_telemetry"].server_info)
 
 
 def test_a_retry_after_forwarding_is_not_forwarded_again(client: FlaskClient) -> None:

@@ -218,6 +218,22 @@ def test_every_data_line_is_exactly_to_data(record: dict) -> None:
         assert ENCODER.event_id(stored) == valid["event_id"]
 
 
+@settings(max_examples=200, deadline=None)
+@given(records=st.lists(st.one_of(mutated_records(), st.builds(make_record)), max_size=30))
+def test_a_row_expands_as_its_records_do(records: list[dict]) -> None:
+    stored = []
+    for valid in validate_batch({"records": records}, 100).records:
+        valid["event_id"] = valid["event_id"] or str(uuid.uuid4())
+        stored.append(ENCODER.stored(valid))
+    values = DataEncoder.row_values("\n".join(stored), len(stored)) if stored else None
+    if all(text[0] != "{" for text in stored) and stored:
+        assert values is not None
+        assert values[::len(STORED_FIELDS)] == [ENCODER.event_id(t) for t in stored]
+        assert ENCODER.expand_values(values) == [ENCODER.expand(t) for t in stored]
+    else:
+        assert values is None
+
+
 def test_the_compact_form_holds_the_stored_fields_in_their_order() -> None:
     # The shape check compiles its regex in STORED_FIELDS order over compact()'s text.
     record = make_record()
