@@ -3,16 +3,22 @@
 Checks run cheapest and most protective first: Origin, on/off, content type, size, JSON, then
 per-record validation. Only the body and a few named headers (Origin, Host, Sec-GPC, DNT,
 Content-Type, Content-Length) are ever read from a request, and none of them is stored.
+
+ingest() is the POST, written against the WSGI environ alone, so that the Flask view below and
+relay.shortcut (which answers the usual POST before Flask's request machinery) run the same code.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.datastructures import EnvironHeaders
+from werkzeug.wsgi import get_content_length, get_host
 
 from .metrics import render
 from .policy import first_off, request_decision
@@ -24,6 +30,7 @@ if TYPE_CHECKING:
 ENDPOINT = "/ajax-api/3.0/mlflow/ui-telemetry"
 ACCEPTED_TYPES = ("application/json", "text/plain")
 RETRY_AFTER_FULL = 60
+DISABLED = '{"status":"disabled"}\n'  # what jsonify(status="disabled") writes
 
 bp = Blueprint("ui_telemetry_api", __name__)
 
@@ -61,37 +68,36 @@ def _netloc(scheme: str, host: str) -> str:
     return host.removesuffix(default) if default else host
 
 
-def _check_origin(allowed: tuple[str, ...]) -> None:
-    origin = request.headers.get("Origin")
+def _check_origin(allowed: tuple[str, ...], origin: str | None, environ: dict) -> None:
     if origin is None:
         return  # not a browser's cross-site request (curl, a server, a same-origin beacon)
     if origin.rstrip("/") in allowed:
         return
     parts = urlsplit(origin)
     scheme = parts.scheme.lower()
-    if parts.netloc and _netloc(scheme, parts.netloc) == _netloc(scheme, request.host):
+    if parts.netloc and _netloc(scheme, parts.netloc) == _netloc(scheme, get_host(environ)):
         return
     raise ApiError(403, "cross-site telemetry is refused: the page that sent this is not served "
                         "by this host and its origin is not listed in RELAY_CORS_ORIGINS",
                    "cross_origin")
 
 
-def _read_body(max_bytes: int) -> Any:
+def _read_body(environ: dict, max_bytes: int, read_stream: Callable[[int], bytes]) -> Any:
     # The media type as werkzeug's request.mimetype gives it, at a tenth of the cost.
-    mimetype = request.environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    mimetype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
     if mimetype not in ACCEPTED_TYPES:
         raise ApiError(415, "send the batch as application/json or text/plain (JSON text), "
                             f"not {mimetype or 'a body without a Content-Type'}",
                        "unsupported_media_type")
     too_large = ApiError(413, f"the body is larger than {max_bytes // 1024} KiB; "
                               "send fewer records per request", "too_large")
-    length = request.content_length
+    length = get_content_length(environ)
     if length is not None and length > max_bytes:
         raise too_large
     # Exactly Content-Length bytes, which every WSGI server allows reading directly: werkzeug's
     # guarded stream costs a third of parsing the JSON. Without a length (chunked), the stream.
-    raw = (request.environ["wsgi.input"].read(length) if length is not None
-           else request.stream.read(max_bytes + 1))
+    raw = (environ["wsgi.input"].read(length) if length is not None
+           else read_stream(max_bytes + 1))
     if len(raw) > max_bytes:
         raise too_large
     try:
@@ -118,16 +124,19 @@ def get_config() -> Response:
                    ui_rollout_percentage=state.rollout_percentage)
 
 
-@bp.post(ENDPOINT)
-def post_records() -> Response:
-    r = relay()
+def ingest(r: Relay, environ: dict, read_stream: Callable[[int], bytes]) -> str:
+    """One POST of records, from its WSGI environ: the JSON text of the 200 answer, or ApiError.
+
+    `read_stream` reads a body sent without a Content-Length (chunked), at most n bytes.
+    """
     cfg = r.config
-    _check_origin(cfg.cors_origins)
-    decision = first_off(r.server_decision(), request_decision(request.headers))
+    headers = EnvironHeaders(environ)  # what Flask's request.headers is
+    _check_origin(cfg.cors_origins, headers.get("Origin"), environ)
+    decision = first_off(r.server_decision(), request_decision(headers))
     if not decision.enabled:
         r.spool.count([("disabled", decision.source or "server", 1)])
-        return jsonify(status="disabled")
-    body = _read_body(cfg.max_body_bytes)
+        return DISABLED
+    body = _read_body(environ, cfg.max_body_bytes, read_stream)
     try:
         batch = validate_batch(body, cfg.max_records_per_request)
     except EnvelopeError as err:
@@ -146,8 +155,13 @@ def post_records() -> Response:
                             "records; try again later", "spool_full",
                        {"Retry-After": str(RETRY_AFTER_FULL)})
     # jsonify's output, without its cost: the numbers are the only variable part.
-    return Response(f'{{"status":"success","accepted":{len(texts)},'
-                    f'"rejected":{len(batch.rejected)}}}\n', mimetype="application/json")
+    return f'{{"status":"success","accepted":{len(texts)},"rejected":{len(batch.rejected)}}}\n'
+
+
+@bp.post(ENDPOINT)
+def post_records() -> Response:
+    return Response(ingest(relay(), request.environ, request.stream.read),
+                    mimetype="application/json")
 
 
 @bp.get("/health")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, request
@@ -15,6 +16,7 @@ from .data import DataEncoder, ServerInfo
 from .forwarder import Forwarder
 from .policy import Decision, environment_decision, remote_decision
 from .remote_config import RemoteConfig
+from .shortcut import IngestShortcut
 from .spool import Spool
 
 log = logging.getLogger("relay")
@@ -25,6 +27,9 @@ class Relay:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        # The relay's before_request hook (set by init_app), which relay.shortcut also runs
+        # for the POSTs it answers without Flask.
+        self.on_request: Callable[[], None] = lambda: None
         self.spool = Spool(config.spool_path)
         self.server_info = ServerInfo.load(config.data_dir)
         self.data_encoder = DataEncoder(self.server_info)
@@ -58,6 +63,8 @@ class Relay:
             # gunicorn post_worker_init already did, and this is a cheap no-op.
             if app.config.get("UI_TELEMETRY_FORWARDER", True):
                 self.forwarder.start()
+
+        self.on_request = _start_forwarder
 
 
 def _json_errors(app: Flask) -> None:
@@ -98,6 +105,10 @@ def create_app(config: Config | None = None, *, start_forwarder: bool = True,
     app = Flask(__name__, template_folder=pages.TEMPLATE_DIR, static_folder=None)
     app.config["UI_TELEMETRY_FORWARDER"] = start_forwarder
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    Relay(config).init_app(app)
+    relay = Relay(config)
+    relay.init_app(app)
     _json_errors(app)
+    # Our own app has no other before_request hooks to get past (see relay.shortcut).
+    app.wsgi_app = IngestShortcut(app.wsgi_app, relay,  # type: ignore[method-assign]
+                                  relay.on_request)
     return app
