@@ -89,17 +89,19 @@ def _read_body(environ: dict, max_bytes: int, read_stream: Callable[[int], bytes
         raise ApiError(415, "send the batch as application/json or text/plain (JSON text), "
                             f"not {mimetype or 'a body without a Content-Type'}",
                        "unsupported_media_type")
-    too_large = ApiError(413, f"the body is larger than {max_bytes // 1024} KiB; "
-                              "send fewer records per request", "too_large")
+    def too_large() -> ApiError:
+        return ApiError(413, f"the body is larger than {max_bytes // 1024} KiB; "
+                             "send fewer records per request", "too_large")
+
     length = get_content_length(environ)
     if length is not None and length > max_bytes:
-        raise too_large
+        raise too_large()
     # Exactly Content-Length bytes, which every WSGI server allows reading directly: werkzeug's
     # guarded stream costs a third of parsing the JSON. Without a length (chunked), the stream.
     raw = (environ["wsgi.input"].read(length) if length is not None
            else read_stream(max_bytes + 1))
     if len(raw) > max_bytes:
-        raise too_large
+        raise too_large()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
