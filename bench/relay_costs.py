@@ -11,8 +11,9 @@ in a wrapper module, so the product's code has no switch for them:
   no forwarding   the upstream is down, so the forwarder only waits: what forwarding costs
   no commit       Spool.store returns at once, without the SQLite transaction (nothing waits
                   to be forwarded either): what the durable commit costs
-  parse only      the view stops after json.loads (Origin, on/off, body checks still run):
-                  what validation and encoding cost, and what is left is the relay's Flask
+  parse only      ingest stops after json.loads (Origin, on/off, body checks still run):
+                  what validation and encoding cost; what is left is the relay's request
+                  handling (its shortcut in front of Flask answers these POSTs)
   bare            the bare view
 
 "idle" is the share of the two cores that nobody used during the variant's rounds
