@@ -82,6 +82,11 @@ def _check_origin(allowed: tuple[str, ...], origin: str | None, environ: dict) -
                    "cross_origin")
 
 
+def _too_large(max_bytes: int) -> ApiError:
+    return ApiError(413, f"the body is larger than {max_bytes // 1024} KiB; "
+                         "send fewer records per request", "too_large")
+
+
 def _read_body(environ: dict, max_bytes: int, read_stream: Callable[[int], bytes]) -> Any:
     # The media type as werkzeug's request.mimetype gives it, at a tenth of the cost.
     mimetype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
@@ -89,19 +94,15 @@ def _read_body(environ: dict, max_bytes: int, read_stream: Callable[[int], bytes
         raise ApiError(415, "send the batch as application/json or text/plain (JSON text), "
                             f"not {mimetype or 'a body without a Content-Type'}",
                        "unsupported_media_type")
-    def too_large() -> ApiError:
-        return ApiError(413, f"the body is larger than {max_bytes // 1024} KiB; "
-                             "send fewer records per request", "too_large")
-
     length = get_content_length(environ)
     if length is not None and length > max_bytes:
-        raise too_large()
+        raise _too_large(max_bytes)
     # Exactly Content-Length bytes, which every WSGI server allows reading directly: werkzeug's
     # guarded stream costs a third of parsing the JSON. Without a length (chunked), the stream.
     raw = (environ["wsgi.input"].read(length) if length is not None
            else read_stream(max_bytes + 1))
     if len(raw) > max_bytes:
-        raise too_large()
+        raise _too_large(max_bytes)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

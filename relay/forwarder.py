@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import IO
 
 from .config import Config
-from .data import STORED_FIELDS, DataEncoder
+from .data import DataEncoder
 from .policy import Decision
 from .remote_config import RemoteConfig
 from .seen import SeenIds, keys_of, pack
@@ -195,7 +195,7 @@ class Forwarder:
         for row in rows:
             values = encoder.row_values(row.data, row.n)
             if values is not None:
-                row_keys = keys_of(values[::len(STORED_FIELDS)])  # event_id comes first
+                row_keys = keys_of(encoder.event_ids(values))
                 if seen.isdisjoint(row_keys) and fresh.isdisjoint(row_keys) \
                         and len(set(row_keys)) == row.n:
                     # The usual row: all compact, all new. Whole-row steps, not a record's.
