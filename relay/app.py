@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -11,19 +10,23 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
 from . import api, pages
+from .codec import Codec
 from .config import Config, load_config
-from .data import DataEncoder, ServerInfo
+from .data import ServerInfo
 from .forwarder import Forwarder
-from .policy import Decision, environment_decision, remote_decision
+from .ingest import Answer, internal_error
+from .policy import Policy
 from .remote_config import RemoteConfig
 from .shortcut import IngestShortcut
 from .spool import Spool
 
-log = logging.getLogger("relay")
-
 
 class Relay:
-    """Everything the relay owns, kept on app.extensions["ui_telemetry"]: no module globals."""
+    """Everything the relay owns, kept on app.extensions["ui_telemetry"]: no module globals.
+
+    Built without an app as well, by `ui-telemetry status` and `inspect`, so that they decide
+    and look up exactly as the server does.
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -31,19 +34,10 @@ class Relay:
         # for the POSTs it answers without Flask.
         self.on_request: Callable[[], None] = lambda: None
         self.spool = Spool(config.spool_path)
-        self.server_info = ServerInfo.load(config.data_dir)
-        self.data_encoder = DataEncoder(self.server_info)
+        self.codec = Codec(ServerInfo.load(config.data_dir))
         self.remote = RemoteConfig(config)
-        self.forwarder = Forwarder(self.spool, config, self.remote, self.data_encoder,
-                                   self.server_decision)
-
-    def server_decision(self) -> Decision:
-        """On or off for the whole server: environment first, then the remote config."""
-        env = environment_decision()
-        if not env.enabled:
-            return env
-        state = self.remote.get()
-        return remote_decision(state.values, state.error)
+        self.policy = Policy(self.remote)
+        self.forwarder = Forwarder(self.spool, config, self.remote, self.codec, self.policy)
 
     def init_app(self, app: Flask, *, ui: bool = True) -> None:
         """Install the endpoint, the page-config helper and the CSP; `ui` adds our own pages
@@ -54,7 +48,7 @@ class Relay:
         pages.init_app(app, self, ui=ui)
         if self.config.cors_origins:
             CORS(app, origins=list(self.config.cors_origins), methods=["GET", "POST"],
-                 resources={f"{prefix}{api.ENDPOINT}": {}}, allow_headers=["Content-Type"],
+                 resources={self.config.endpoint_path: {}}, allow_headers=["Content-Type"],
                  supports_credentials=False)
 
         @app.before_request
@@ -72,22 +66,14 @@ def _json_errors(app: Flask) -> None:
     def _http_error(err: HTTPException) -> Any:
         if pages.wants_html():
             return pages.error_page(err.code or 500, err.description or "")
-        resp = api.error_response(err.code or 500, _plain(err))
+        headers = ()
         if err.code == 405 and err.valid_methods:  # type: ignore[attr-defined]
-            resp.headers["Allow"] = ", ".join(err.valid_methods)  # type: ignore[attr-defined]
-        return resp
+            headers = (("Allow", ", ".join(err.valid_methods)),)  # type: ignore[attr-defined]
+        return api.response(Answer.error(err.code or 500, _plain(err), headers))
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:
-        # Only the type and place, never the message: it could echo a request's content.
-        tb = err.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else "?"
-        log.error("internal error %s at %s on %s %s", type(err).__name__, where,
-                  request.method, request.path)
-        return api.error_response(500, "the relay hit an internal error; nothing was stored "
-                                       "from this request")
+        return api.response(internal_error(err, request.method, request.path))
 
 
 def _plain(err: HTTPException) -> str:

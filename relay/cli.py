@@ -10,12 +10,10 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
+from .app import Relay
 from .config import SETTINGS, Config, ConfigError, load_config
-from .data import DataEncoder, ServerInfo
-from .policy import environment_decision, first_off, remote_decision
-from .remote_config import RemoteConfig
 from .sinks import file_url_path
-from .spool import Spool, SpoolFormatError
+from .spool import SpoolFormatError
 
 
 def _settings_epilog() -> str:
@@ -52,18 +50,17 @@ def _age(seconds: float) -> str:
 
 
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
-    remote = RemoteConfig(config)
-    state = remote.get()
-    decision = first_off(environment_decision(), remote_decision(state.values, state.error))
-    spool = Spool(config.spool_path)
-    depth = spool.depth()
-    oldest = spool.oldest()
-    upstream = state.ingestion_url or config.local_ingestion_url
-    last_error = spool.get_state("last_error")
+    relay = Relay(config)  # decides and looks up exactly as the server does
+    decision = relay.policy.server()
+    depth = relay.spool.depth()
+    oldest = relay.spool.oldest()
+    upstream = relay.forwarder.upstream_url()
+    last_error = relay.spool.get_state("last_error")
     report = {
         "telemetry": "on" if decision.enabled else "off",
         "reason": decision.reason,
-        "config_source": f"remote ({remote.url})" if remote.url else "local (environment)",
+        "config_source": f"remote ({relay.remote.url})" if relay.remote.url
+        else "local (environment)",
         "upstream": upstream,
         "data_dir": str(config.data_dir),
         "spool_depth": depth,
@@ -90,7 +87,8 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace, config: Config) -> int:
-    upstream = config.local_ingestion_url
+    relay = Relay(config)
+    upstream = relay.forwarder.upstream_url()
     if not args.waiting and upstream.startswith("file://"):
         path = file_url_path(upstream)
         if not path.exists():
@@ -105,10 +103,8 @@ def cmd_inspect(args: argparse.Namespace, config: Config) -> int:
     if not args.waiting:
         print(f"ui-telemetry: forwarded records went to {upstream}; showing the spool",
               file=sys.stderr)
-    spool = Spool(config.spool_path)
-    encoder = DataEncoder(ServerInfo.load(config.data_dir))
-    for stored in spool.last(args.last or 1_000_000_000):
-        print(encoder.expand(stored))
+    for text in relay.spool.last(args.last or 1_000_000_000):
+        print(relay.codec.data_line(text))
     return 0
 
 

@@ -15,6 +15,10 @@ from typing import Any
 
 import platformdirs
 
+# The one place the endpoint's path is written: MLflow's, so its UI can post here unchanged.
+# The browser module gets it only from the page config.
+ENDPOINT = "/ajax-api/3.0/mlflow/ui-telemetry"
+
 
 class ConfigError(ValueError):
     """A setting has a value the relay cannot use; the message names the variable."""
@@ -132,7 +136,7 @@ class Config:
     spool_max_records: int
     flush_interval: float
     upstream_timeout: float
-    # Remote-config timings and batch size are fixed by the contract; tests shorten them.
+    # Remote-config timings and batch size are MLflow's, not settings; tests shorten them.
     config_timeout: float = 1.0
     config_cache_seconds: float = 3 * 3600
     config_retry_seconds: float = 5 * 60
@@ -154,7 +158,7 @@ class Config:
 
     @property
     def endpoint_path(self) -> str:
-        return f"{self.static_prefix}/ajax-api/3.0/mlflow/ui-telemetry"
+        return f"{self.static_prefix}{ENDPOINT}"
 
 
 def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:

@@ -1,11 +1,14 @@
-"""DATA: the upstream record, exactly the fields of the contract's section 5 and nothing else."""
+"""DATA: the record as it goes upstream, exactly these fields and nothing else.
+
+to_data() is the readable definition; relay.codec writes the same lines faster, and property
+tests hold the two together.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
-import re
 import sys
 import uuid
 from dataclasses import dataclass
@@ -84,97 +87,3 @@ def to_data(record: dict[str, Any], server: ServerInfo) -> dict[str, Any]:
         "python_version": server.python_version,
         "operating_system": server.operating_system,
     }
-
-
-# The compact form the spool keeps a common record in: these nine values, in this order,
-# tab-separated. compact() writes them; the template in DataEncoder reads them back.
-STORED_FIELDS = ("event_id", "event_name", "timestamp_ns", "params.componentId",
-                 "params.componentType", "params.componentViewId", "params.eventType",
-                 "installation_id", "session_id")
-# The params of nearly every record (the browser module sends no optional ones), sorted.
-COMMON_PARAMS = tuple(f.removeprefix("params.") for f in STORED_FIELDS if f.startswith("params."))
-# A character a stored value may hold: printable ASCII but " and \, which JSON carries as it
-# is inside quotes. A tab separates values; a record's text has exactly eight.
-PLAIN = r"[ !#-\[\]-~]"
-STORED_TEXT = rf"(?:{PLAIN}*\t){{{len(STORED_FIELDS) - 1}}}{PLAIN}*\Z"
-_STORED = re.compile(STORED_TEXT).match
-
-
-def compact(record: dict[str, Any]) -> str:
-    """The nine values of STORED_FIELDS, tab-separated, unchecked: KeyError if one is missing,
-    TypeError if one (the timestamp aside) is not a string."""
-    params = record["params"]
-    return "\t".join((record["event_id"], record["event_name"], str(record["timestamp_ns"]),
-                      params["componentId"], params["componentType"], params["componentViewId"],
-                      params["eventType"], record["installation_id"], record["session_id"]))
-
-
-class DataEncoder:
-    """DATA lines, and the compact form the spool keeps them in until they are sent.
-
-    to_data() stays the readable definition; property tests check that every line parses to
-    exactly what it returns. The relay's own fields never change, so they are encoded once.
-    A record with the common params and plain text everywhere (nearly all of them) is stored
-    as its nine values, tab-separated, a third the size of its DATA line; expand() puts them
-    in a ready-made template. Any other record is stored as its DATA line (it starts with {).
-    """
-
-    def __init__(self, server: ServerInfo) -> None:
-        self._server = server
-        head = to_data({name: None for name in DATA_FIELDS} | {"params": {}}, server)
-        own = {k: head[k] for k in DATA_FIELDS[DATA_FIELDS.index("server_installation_id"):]}
-        self._tail = json.dumps(own, separators=(",", ":"))[1:]  # '"server_installation_id":…}'
-        assert head["status"] == "success" and head["duration_ms"] == 0
-        # The line around the nine values; JSON text holds no raw NUL to be mistaken for one.
-        params = ",".join(f'\\"{name}\\":\\"\0\\"' for name in COMMON_PARAMS)
-        line = ('{"event_id":"\0","event_name":"\0","timestamp_ns":\0,'
-                f'"params":"{{{params}}}","status":"success","duration_ms":0,'
-                '"installation_id":"\0","session_id":"\0",' + self._tail)
-        self._pieces = line.split("\0")
-        assert len(self._pieces) == len(STORED_FIELDS) + 1
-        self._template = "%s".join(piece.replace("%", "%%") for piece in self._pieces)
-
-    def stored(self, record: dict[str, Any]) -> str:
-        """What the spool keeps for one validated record (event_id set)."""
-        if len(record["params"]) == len(COMMON_PARAMS) and type(record["timestamp_ns"]) is int:
-            try:
-                text = compact(record)
-            except (KeyError, TypeError):
-                text = ""
-            if _STORED(text):
-                return text
-        return json.dumps(to_data(record, self._server), separators=(",", ":"))
-
-    @staticmethod
-    def event_id(stored: str) -> str:
-        """The event_id of a stored record: first in both forms, always a canonical UUID."""
-        return stored[13:49] if stored[0] == "{" else stored[:36]
-
-    def expand(self, stored: str) -> str:
-        """The DATA line of a stored record."""
-        return stored if stored[0] == "{" else self._template % tuple(stored.split("\t"))
-
-    @staticmethod
-    def row_values(data: str, n: int) -> list[str] | None:
-        """The values of a spool row's n records, one flat list, when all n are compact (the
-        usual row: a compact record has eight tabs, a DATA line none); else None."""
-        values = data.replace("\n", "\t").split("\t")
-        return values if len(values) == len(STORED_FIELDS) * n else None
-
-    @staticmethod
-    def event_ids(values: list[str]) -> list[str]:
-        """The event_id of every record in row_values(): the first of each record's values."""
-        return values[::len(STORED_FIELDS)]
-
-    def expand_values(self, values: list[str]) -> list[str]:
-        """expand() of every record in row_values(): slices and one join for the whole row,
-        rather than a format a record (half the time)."""
-        width = len(STORED_FIELDS)
-        n = len(values) // width
-        step = 2 * width + 1  # a record: piece, value, piece, ... value, piece
-        parts = [""] * (step * n)
-        for j in range(width):
-            parts[2 * j::step] = [self._pieces[j]] * n
-            parts[2 * j + 1::step] = values[j::width]
-        parts[2 * width::step] = [self._pieces[width] + "\n"] * n
-        return "".join(parts).split("\n")[:-1]

@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 from typing import IO
 
+from . import counters as c
+from .codec import Codec
 from .config import Config
-from .data import DataEncoder
-from .policy import Decision
+from .policy import Policy
 from .remote_config import RemoteConfig
 from .seen import SeenIds, keys_of, pack
 from .sinks import Outcome, Sink, make_sink
@@ -49,15 +50,15 @@ class Backoff:
 
 
 class Forwarder:
-    def __init__(self, spool: Spool, config: Config, remote: RemoteConfig, encoder: DataEncoder,
-                 server_decision: Callable[[], Decision],
+    def __init__(self, spool: Spool, config: Config, remote: RemoteConfig, codec: Codec,
+                 policy: Policy,
                  sink_factory: Callable[[str, float], Sink] = make_sink,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.spool = spool
-        self.encoder = encoder
+        self.codec = codec
         self.config = config
         self.remote = remote
-        self.server_decision = server_decision
+        self.policy = policy
         self.sink_factory = sink_factory
         self.clock = clock
         self.backoff = Backoff()
@@ -134,6 +135,7 @@ class Forwarder:
     # -- the work ---------------------------------------------------------------------------
 
     def upstream_url(self) -> str:
+        """Where records go now: the remote config's ingestion_url, else the local setting."""
         return self.remote.get().ingestion_url or self.config.local_ingestion_url
 
     def _sink_for(self, url: str) -> Sink:
@@ -151,7 +153,7 @@ class Forwarder:
         if now >= self._next_checkpoint:
             self.spool.checkpoint()
             self._next_checkpoint = now + CHECKPOINT_EVERY
-        if not self.server_decision().enabled:
+        if not self.policy.server().enabled:
             return 1.0  # hold the backlog while telemetry is off; max age still applies
         if self._stopped_at is not None:
             if self.remote.generation == self._stopped_at:
@@ -169,17 +171,17 @@ class Forwarder:
             return min(IDLE_POLL, self.config.flush_interval)
         lines, keys = self._new_records(rows)
         held = sum(row.n for row in rows)
-        duplicates = ("duplicates", "", held - len(lines))
+        duplicates = (c.DUPLICATES, "", held - len(lines))
         if not lines:
             self.spool.remove(rows, [duplicates])
             return 0.0
         outcome = self._sink_for(self.upstream_url()).send(lines)
         if outcome.ok:
             self.backoff.reset()
-            self.spool.remove(rows, [("forwarded", "", len(lines)), duplicates], pack(keys))
+            self.spool.remove(rows, [(c.FORWARDED, "", len(lines)), duplicates], pack(keys))
             self.seen.add(keys)
             return 0.0 if held >= size else min(IDLE_POLL, self.config.flush_interval)
-        self._on_failure(outcome, rows, [("dropped", "upstream_rejected", len(lines)),
+        self._on_failure(outcome, rows, [(c.DROPPED, "upstream_rejected", len(lines)),
                                          duplicates])
         return 0.0 if outcome.action == "drop" else 1.0
 
@@ -189,27 +191,22 @@ class Forwarder:
         keys: list[int] = []
         fresh: set[int] = set()
         seen = self.seen
-        encoder = self.encoder
-        expand = encoder.expand
-        event_id = encoder.event_id
         for row in rows:
-            values = encoder.row_values(row.data, row.n)
-            if values is not None:
-                row_keys = keys_of(encoder.event_ids(values))
-                if seen.isdisjoint(row_keys) and fresh.isdisjoint(row_keys) \
-                        and len(set(row_keys)) == row.n:
-                    # The usual row: all compact, all new. Whole-row steps, not a record's.
-                    fresh.update(row_keys)
-                    keys += row_keys
-                    lines += encoder.expand_values(values)
-                    continue
-            records = row.records
-            for k, stored in zip(keys_of([event_id(r) for r in records]), records, strict=True):
+            event_ids, row_lines = self.codec.read_row(row.data, row.n)
+            row_keys = keys_of(event_ids)
+            if seen.isdisjoint(row_keys) and fresh.isdisjoint(row_keys) \
+                    and len(set(row_keys)) == row.n:
+                # The usual row, all new: taken whole, not a record at a time.
+                fresh.update(row_keys)
+                keys += row_keys
+                lines += row_lines
+                continue
+            for k, line in zip(row_keys, row_lines, strict=True):
                 if k in seen or k in fresh:
                     continue
                 fresh.add(k)
                 keys.append(k)
-                lines.append(expand(stored))
+                lines.append(line)
         return lines, keys
 
     def _on_failure(self, outcome: Outcome, rows: list[Row], dropped: list[Count]) -> None:
@@ -226,7 +223,7 @@ class Forwarder:
             self.spool.remove(rows, dropped)
 
     def _note_error(self, kind: str, detail: str) -> None:
-        self.spool.count([("upstream_errors", kind, 1)])
+        self.spool.count([(c.UPSTREAM_ERRORS, kind, 1)])
         self.spool.set_state("last_error", {"kind": kind, "detail": detail, "at": time.time()})
 
     def drain(self, deadline: float) -> None:

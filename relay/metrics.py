@@ -11,23 +11,24 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from . import counters as c
 from .spool import Spool
 
 COUNTERS = {
     # spool counter name: (metric name, help, label name or None)
-    "received": ("ui_telemetry_records_received", "Records accepted and stored.", None),
-    "duplicates": ("ui_telemetry_records_duplicate",
+    c.RECEIVED: ("ui_telemetry_records_received", "Records accepted and stored.", None),
+    c.DUPLICATES: ("ui_telemetry_records_duplicate",
                    "Records not forwarded because their event_id was delivered already "
                    "(a retry).", None),
-    "rejected": ("ui_telemetry_records_rejected",
+    c.REJECTED: ("ui_telemetry_records_rejected",
                  "Records rejected, by the first field that failed validation.", "reason"),
-    "requests_rejected": ("ui_telemetry_requests_rejected",
+    c.REQUESTS_REJECTED: ("ui_telemetry_requests_rejected",
                           "Whole requests refused, by reason.", "reason"),
-    "forwarded": ("ui_telemetry_records_forwarded", "Records delivered upstream.", None),
-    "dropped": ("ui_telemetry_records_dropped", "Records given up on, by reason.", "reason"),
-    "upstream_errors": ("ui_telemetry_upstream_errors",
+    c.FORWARDED: ("ui_telemetry_records_forwarded", "Records delivered upstream.", None),
+    c.DROPPED: ("ui_telemetry_records_dropped", "Records given up on, by reason.", "reason"),
+    c.UPSTREAM_ERRORS: ("ui_telemetry_upstream_errors",
                         "Failed upstream deliveries, by kind.", "kind"),
-    "disabled": ("ui_telemetry_requests_disabled",
+    c.DISABLED: ("ui_telemetry_requests_disabled",
                  "POSTs answered {\"status\": \"disabled\"}, by who switched it off.", "source"),
 }
 
@@ -51,7 +52,7 @@ class SpoolCollector:
         # From the same read as the counters, so received = forwarded + duplicate + dropped +
         # depth holds within every scrape.
         yield GaugeMetricFamily("ui_telemetry_spool_depth", "Records waiting in the spool.",
-                                value=values[("waiting", "")])
+                                value=values[(c.WAITING, "")])
         yield GaugeMetricFamily("ui_telemetry_enabled",
                                 "1 when the server collects telemetry, 0 when it is off.",
                                 value=1 if self.telemetry_on() else 0)

@@ -24,7 +24,6 @@ from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
 from .data import DATA_FIELDS
-from .policy import first_off, request_decision
 from .schema import COMPONENT_TYPES, EVENT_TYPES, describe
 
 if TYPE_CHECKING:
@@ -54,7 +53,7 @@ def page_config() -> dict[str, Any]:
     """What the browser module needs, decided for this request."""
     r = _relay()
     state = r.remote.get()
-    decision = first_off(r.server_decision(), request_decision(request.headers))
+    decision = r.policy.for_request(request.headers)
     endpoint = r.config.endpoint_path
     # Relative to the page, so the module still finds the relay behind a sub-path proxy.
     base = request.path if request.path.endswith("/") else posixpath.dirname(request.path)
@@ -70,7 +69,7 @@ def page_config() -> dict[str, Any]:
 
 
 def ui_telemetry_config() -> Markup:
-    """The inert JSON block of the contract's section 2: data, never executable script."""
+    """The page config as an inert JSON block: data, never executable script."""
     # htmlsafe: "<", ">", "&" and "'" are \u-escaped, so no value can close the tag.
     payload = htmlsafe_json_dumps(page_config())
     tag = f'<script type="application/json" id="ui-telemetry-config">{payload}</script>'

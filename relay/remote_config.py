@@ -20,10 +20,8 @@ from .data import package_version
 
 @dataclass(frozen=True)
 class ConfigState:
-    source: str  # "local" or "remote"
     values: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # set when the remote config could not be fetched
-    fetched_at: float | None = None
 
     @property
     def rollout_percentage(self) -> int:
@@ -67,7 +65,7 @@ class RemoteConfig:
         self.url = config.config_url.replace("{version}", package_version())
 
     def _local(self) -> ConfigState:
-        return ConfigState("local", {
+        return ConfigState({
             "ui_rollout_percentage": self._config.ui_rollout_percentage,
             "disable_ui_events": list(self._config.disable_ui_events),
         })
@@ -92,10 +90,10 @@ class RemoteConfig:
                 reason = f"no answer within {self._config.config_timeout:g} s"
             elif getattr(err, "code", None):
                 reason = f"HTTP {err.code}"  # type: ignore[attr-defined]
-            self._state = ConfigState("remote", {}, f"{reason} from {self.url}")
+            self._state = ConfigState({}, f"{reason} from {self.url}")
             self._expires = self._clock() + self._config.config_retry_seconds
         else:
-            self._state = ConfigState("remote", values, None, time.time())
+            self._state = ConfigState(values)
             self._expires = self._clock() + self._config.config_cache_seconds
         return self._state
 

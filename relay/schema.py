@@ -7,6 +7,7 @@ fields are dropped at both levels, so nothing the schema does not name can reach
 from __future__ import annotations
 
 import re
+import string
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,21 +26,41 @@ COMPONENT_TYPES = (
 )
 EVENT_TYPES = ("onClick", "onSubmit", "onValueChange", "onView")
 
-ID_PATTERN = r"[A-Za-z0-9-]{1,64}"
-COMPONENT_ID_PATTERN = r"[A-Za-z0-9_.:/-]{1,256}"
-SUB_TYPE_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
-VALUE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{0,64}")
-UUID_PATTERN = r"[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}"
+# The characters each kind of value is made of, declared once: the patterns below are built from
+# them, and alphabet() reports them to the code that must know a value holds nothing but these
+# (the spool's compact form, the common-shape check). A test proves each pattern keeps to its
+# alphabet.
+ALNUM = string.ascii_letters + string.digits
+ID_CHARS = ALNUM + "-"
+COMPONENT_ID_CHARS = ALNUM + "_.:/-"
+SUB_TYPE_CHARS = ALNUM + "_.-"
+VALUE_CHARS = ALNUM + "_.:-"
+UUID_CHARS = string.hexdigits + "-"
+
+
+def _chars(alphabet: str, least: int, most: int) -> str:
+    return f"[{re.escape(alphabet)}]{{{least},{most}}}"
+
+
+ID_PATTERN = _chars(ID_CHARS, 1, 64)
+COMPONENT_ID_PATTERN = _chars(COMPONENT_ID_CHARS, 1, 256)
+SUB_TYPE_PATTERN = _chars(SUB_TYPE_CHARS, 1, 64)
+VALUE_PATTERN = re.compile(_chars(VALUE_CHARS, 0, 64))
+UUID_PATTERN = "-?".join(f"[0-9A-Fa-f]{{{n}}}" for n in (8, 4, 4, 4, 12))
 
 NS_PER_DAY = 86_400 * 10**9
 
 
 class FullMatch(validate.Regexp):
-    """The whole value matches `pattern`, which is kept for the compiled fast path."""
+    """The whole value matches `pattern`, made only of the characters in `alphabet`.
 
-    def __init__(self, pattern: str, what: str) -> None:
+    The pattern is kept for the compiled fast path, the alphabet for alphabet().
+    """
+
+    def __init__(self, pattern: str, alphabet: str, what: str) -> None:
         super().__init__(rf"\A(?:{pattern})\Z", error=f"must be {what}")
         self.pattern = pattern
+        self.alphabet = frozenset(alphabet)
 
 
 class StrictInteger(fields.Integer):
@@ -76,11 +97,12 @@ class ParamsSchema(Schema):
 
     componentId = fields.String(  # noqa: N815 - MLflow's wire names
         required=True,
-        validate=FullMatch(COMPONENT_ID_PATTERN, "1-256 chars of A-Z a-z 0-9 _ . : / -"),
+        validate=FullMatch(COMPONENT_ID_PATTERN, COMPONENT_ID_CHARS,
+                           "1-256 chars of A-Z a-z 0-9 _ . : / -"),
         metadata={"description": "Which element: a fixed id in the page's markup, "
                                  "such as mlflow.experiments.create-button."})
     componentViewId = fields.String(  # noqa: N815
-        required=True, validate=FullMatch(ID_PATTERN, "1-64 chars of A-Z a-z 0-9 -"),
+        required=True, validate=FullMatch(ID_PATTERN, ID_CHARS, "1-64 chars of A-Z a-z 0-9 -"),
         metadata={"description": "A random UUID made each time the element is shown, so "
                                  "events of one view can be grouped."})
     componentType = fields.String(  # noqa: N815
@@ -94,7 +116,7 @@ class ParamsSchema(Schema):
         metadata={"description": "What happened: " + ", ".join(EVENT_TYPES) + "."})
     componentSubType = fields.String(  # noqa: N815
         load_default=None, allow_none=True,
-        validate=FullMatch(SUB_TYPE_PATTERN, "1-64 chars of A-Z a-z 0-9 _ . -"),
+        validate=FullMatch(SUB_TYPE_PATTERN, SUB_TYPE_CHARS, "1-64 chars of A-Z a-z 0-9 _ . -"),
         metadata={"description": "Optional finer kind of element, a fixed word."})
     value = fields.String(
         load_default=None, allow_none=True,
@@ -118,11 +140,11 @@ class RecordSchema(Schema):
         unknown = EXCLUDE
 
     installation_id = fields.String(
-        required=True, validate=FullMatch(ID_PATTERN, "1-64 chars of A-Z a-z 0-9 -"),
+        required=True, validate=FullMatch(ID_PATTERN, ID_CHARS, "1-64 chars of A-Z a-z 0-9 -"),
         metadata={"description": "A random UUID made once per browser (not per person); "
                                  "deleted with the browser's site data."})
     session_id = fields.String(
-        required=True, validate=FullMatch(ID_PATTERN, "1-64 chars of A-Z a-z 0-9 -"),
+        required=True, validate=FullMatch(ID_PATTERN, ID_CHARS, "1-64 chars of A-Z a-z 0-9 -"),
         metadata={"description": "A random UUID made once per browser tab session."})
     event_name = fields.String(
         required=True, validate=validate.Equal("ui_event", error='must be "ui_event"'),
@@ -133,9 +155,24 @@ class RecordSchema(Schema):
     params = fields.Nested(ParamsSchema, required=True,
                            metadata={"description": "The event itself."})
     event_id = fields.String(
-        load_default=None, allow_none=True, validate=FullMatch(UUID_PATTERN, "a UUID"),
+        load_default=None, allow_none=True, validate=FullMatch(UUID_PATTERN, UUID_CHARS, "a UUID"),
         metadata={"description": "A random UUID per record, so a retried record is "
                                  "forwarded once."})
+
+
+def alphabet(field: fields.Field) -> frozenset[str] | None:
+    """Every character a value that `field` accepts can hold, as its validators declare it;
+    None when they declare none (a field without such a validator, or a non-string)."""
+    if type(field) is not fields.String:
+        return None
+    for check in field.validators:
+        if isinstance(check, FullMatch):
+            return check.alphabet
+        if isinstance(check, validate.OneOf) and all(isinstance(c, str) for c in check.choices):
+            return frozenset("".join(check.choices))
+        if isinstance(check, validate.Equal) and isinstance(check.comparable, str):
+            return frozenset(check.comparable)
+    return None
 
 
 @dataclass(frozen=True)

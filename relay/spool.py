@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import counters as c
+
 FORMAT = 1  # PRAGMA user_version: bump, and migrate, whenever a table below changes
 SCHEMA = """
 -- One row per POST (split at ROW_LIMIT records): a request costs one insert, however many
@@ -31,7 +33,7 @@ CREATE TABLE IF NOT EXISTS batches (
     received_at REAL NOT NULL,
     n INTEGER NOT NULL,
     total INTEGER NOT NULL,
-    data TEXT NOT NULL  -- one record per line, as DataEncoder.stored() wrote it
+    data TEXT NOT NULL  -- one record a line, as relay.codec wrote them
 );
 -- The event ids of delivered records, 16 bytes each, one row per delivered batch: the
 -- forwarder keeps them in memory to skip a record it has delivered before. Appending here is
@@ -84,13 +86,8 @@ class Row:
     """One stored row: up to ROW_LIMIT records that arrived in one POST."""
 
     id: int
-    received_at: float
     n: int
-    data: str  # one record per line, as DataEncoder.stored() wrote it
-
-    @property
-    def records(self) -> list[str]:
-        return self.data.split("\n")
+    data: str  # one record a line, as relay.codec wrote them
 
 
 class Spool:
@@ -213,11 +210,11 @@ class Spool:
         rows: list[Row] = []
         held = 0
         cursor = self._connection().execute(
-            "SELECT id, received_at, n, data FROM batches ORDER BY id")
-        for row_id, received_at, n, data in cursor:
+            "SELECT id, n, data FROM batches ORDER BY id")
+        for row_id, n, data in cursor:
             if rows and held + n > max_records:
                 break
-            rows.append(Row(row_id, received_at, n, data))
+            rows.append(Row(row_id, n, data))
             held += n
             if held >= max_records:
                 break
@@ -288,11 +285,11 @@ class Spool:
             db.execute("DELETE FROM delivered WHERE at < ?", (now - remember,))
             if max_ids is not None:
                 db.execute(_TRIM_DELIVERED, (max_ids * 16,))
-            self._count(db, [("dropped", "expired", dropped)])
+            self._count(db, [(c.DROPPED, "expired", dropped)])
         return dropped
 
     def counters(self) -> dict[tuple[str, str], int]:
-        """Every counter, ("received", "") worked out rather than counted, and ("waiting", "").
+        """Every counter, RECEIVED worked out rather than counted, and WAITING.
 
         Each stored record leaves the spool exactly once, as forwarded, duplicate or dropped,
         so received = those + what waits: one write less on every POST. All are read in one
@@ -308,9 +305,9 @@ class Spool:
         finally:
             db.execute("COMMIT")
         left = sum(v for (name, _), v in values.items()
-                   if name in ("forwarded", "duplicates", "dropped"))
-        values[("received", "")] = left + waiting
-        values[("waiting", "")] = waiting
+                   if name in c.LEFT_THE_SPOOL)
+        values[(c.RECEIVED, "")] = left + waiting
+        values[(c.WAITING, "")] = waiting
         return values
 
     def set_state(self, key: str, value: object) -> None:

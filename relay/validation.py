@@ -4,33 +4,36 @@ A record is checked the cheapest way that is sure to answer as RecordSchema().lo
 (property tests compare every path with marshmallow on generated input):
 
 1. the common shape, what the browser module sends (every required field and event_id, no
-   optional params): one regex, compiled from the schema's validators, over the record's
-   compact stored form (relay.data), which the check thereby writes for the spool as well;
+   optional params): one regex, compiled from the schema's validators, over the record's string
+   values joined by tabs;
 2. any other record: each field's validators, called directly;
 3. whatever those are not sure about: marshmallow itself, which also words the error.
 
-Nothing here is written by hand per field: a changed schema changes every path.
+Nothing here is written by hand per field: a changed schema changes every path. The result is
+records and rejections; how a record is stored is relay.codec's business.
 """
 
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, missing, validate
 
-from .data import PLAIN, STORED_FIELDS, STORED_TEXT, compact
-from .schema import FullMatch, ParamsSchema, RecordSchema, StrictInteger, TimestampWindow
+from .schema import (
+    FullMatch,
+    ParamsSchema,
+    RecordSchema,
+    StrictInteger,
+    TimestampWindow,
+    alphabet,
+)
 
 # Optional in the schema, yet sent with every record by the browser module: part of the shape.
 ALWAYS_SENT = ("event_id",)
-
-# What crypto.randomUUID() sends; anything else UUID_PATTERN allows is rewritten to this form.
-CANONICAL_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_CANONICAL_UUID = re.compile(CANONICAL_UUID + r"\Z").match
 
 _RECORD = RecordSchema()
 _PARAMS = ParamsSchema()
@@ -45,16 +48,19 @@ class BatchResult:
     records: list[dict[str, Any]]
     # For each rejected record, the dotted path of the first field that failed.
     rejected: list[str]
-    # For each record, its compact stored form when the common-shape check wrote it, else None
-    # (DataEncoder.stored() writes it then).
-    stored: list[str | None]
 
 
 # -- 1. the common shape ---------------------------------------------------------------------
 
 def _segment(field: fields.Field) -> str | None:
-    """A regex for exactly the strings a String field accepts, or None if there is none."""
-    if type(field) is not fields.String or len(field.validators) != 1:
+    """A regex for exactly the strings a String field accepts, or None if there is none.
+
+    The segments are joined by tabs, so a field whose declared alphabet is unknown or holds a
+    tab has none: its value could run into the next one.
+    """
+    chars = alphabet(field)
+    if type(field) is not fields.String or len(field.validators) != 1 or chars is None \
+            or "\t" in chars:
         return None
     check = field.validators[0]
     if isinstance(check, FullMatch):
@@ -69,51 +75,11 @@ def _segment(field: fields.Field) -> str | None:
     return None
 
 
-# The code points PLAIN allows (all of them ASCII).
-_PLAIN_CODES = frozenset(c for c in range(128) if re.fullmatch(PLAIN, chr(c)))
-
-
-def _only_plain(pattern: str) -> bool:
-    """True when every string `pattern` can match is PLAIN text, as its parse tree proves;
-    False when not sure (a class such as \\w or ., a negation, a flag, an unknown node)."""
-    from re import _constants as op
-    from re import _parser  # private: any surprise in it below means "not sure"
-
-    def plain_char(code: Any, arg: Any) -> bool:  # an item of a [...] class, or a literal
-        if code is op.RANGE:
-            return arg[1] - arg[0] < 128 and _PLAIN_CODES.issuperset(range(arg[0], arg[1] + 1))
-        return code is op.LITERAL and arg in _PLAIN_CODES
-
-    def plain(items: Any) -> bool:
-        for code, arg in items:
-            if code is op.IN:
-                ok = all(plain_char(*item) for item in arg)
-            elif code in (op.MAX_REPEAT, op.MIN_REPEAT, op.POSSESSIVE_REPEAT):
-                ok = plain(arg[2])
-            elif code is op.SUBPATTERN:
-                ok = not arg[1] and not arg[2] and plain(arg[3])  # no (?i:...)
-            elif code is op.BRANCH:
-                ok = all(map(plain, arg[1]))
-            else:
-                ok = plain_char(code, arg)
-            if not ok:
-                return False
-        return True
-
-    try:
-        tree = _parser.parse(pattern)
-        return not tree.state.flags & ~re.U and plain(tree)
-    except Exception:  # noqa: BLE001 - another Python's parse tree: the lookahead stays
-        return False
-
-
 @dataclass(frozen=True)
 class _Shape:
     window: TimestampWindow  # its bounds() go to check(), once a batch
-    # The record's compact stored form if it has the common shape, is valid and carries a
-    # canonical event_id; None when not sure.
-    check: Callable[[Any, int, int], str | None]
-    pattern: str  # what check() matches the compact text with
+    # True if the item has the common shape and is valid; False when not sure.
+    check: Callable[[Any, int, int], bool]
 
 
 def _strings_of(schema: Schema, always: tuple[str, ...]) -> tuple[list, list, list] | None:
@@ -146,38 +112,28 @@ def _compile_shape() -> _Shape | None:
     if type(field) is not StrictInteger or len(field.validators) != 1 \
             or not isinstance(field.validators[0], TimestampWindow):
         return None
-    segments = dict(record[0]) | {f"params.{name}": seg for name, seg in params[0]}
-    segments[integer] = "-?[0-9]+"  # the int itself is checked below, type and window
-    # The shape is exactly the values of the compact stored form, matched in its order, so
-    # the text checked is the text stored. It must be that form: plain values, eight tabs.
-    # The schema's patterns allow only plain text today, which the parse proves; if one ever
-    # allows more, a lookahead (a second pass over the text, 1 µs a record) checks it.
-    if set(segments) != set(STORED_FIELDS) or "event_id" not in segments:
-        return None
-    plain = "" if all(map(_only_plain, segments.values())) else rf"(?={STORED_TEXT})"
-    # Only a canonical event_id fits.
-    segments["event_id"] = f"(?={CANONICAL_UUID}(?:\t|\\Z)){segments['event_id']}"
-    pattern = rf"\A{plain}" + "\t".join(segments[name] for name in STORED_FIELDS) + r"\Z"
-    match = re.compile(pattern).match
+    segments = [seg for _, seg in record[0]] + [seg for _, seg in params[0]]
+    match = re.compile(r"\A" + "\t".join(segments) + r"\Z").match
+    record_strings = itemgetter(*(name for name, _ in record[0]))
+    params_strings = itemgetter(*(name for name, _ in params[0]))
     record_size = len(record[0]) + 2  # its strings, the integer and params
     params_size = len(params[0])
 
-    def check(item: Any, low: int, high: int) -> str | None:
+    def check(item: Any, low: int, high: int) -> bool:
         try:
-            text = compact(item)  # TypeError unless every value but the integer is a str
-            timestamp = item[integer]
             params = item["params"]
-        except (KeyError, TypeError, ValueError):  # ValueError: an int too long for str()
-            return None
+            text = "\t".join(record_strings(item) + params_strings(params))
+            timestamp = item[integer]
+        except (KeyError, TypeError):  # TypeError: not a dict, or a value that is not a str
+            return False
         # Exactly the fields of the shape, at both levels: then the loaded record is the item
         # itself (an unknown field, or an optional param even if null, is not the shape).
-        if (type(timestamp) is not int or not low <= timestamp <= high
-                or type(item) is not dict or type(params) is not dict
-                or len(item) != record_size or len(params) != params_size or not match(text)):
-            return None
-        return text
+        return (type(timestamp) is int and low <= timestamp <= high
+                and type(item) is dict and type(params) is dict
+                and len(item) == record_size and len(params) == params_size
+                and match(text) is not None)
 
-    return _Shape(field.validators[0], check, pattern)
+    return _Shape(field.validators[0], check)
 
 
 _SHAPE = _compile_shape()
@@ -285,10 +241,7 @@ def _first_error_path(messages: Any, prefix: str = "") -> str:
 
 
 def finish(record: dict[str, Any]) -> dict[str, Any]:
-    """What a loaded record becomes: event_id in canonical form, absent optional params."""
-    event_id = record["event_id"]
-    if event_id is not None and not _CANONICAL_UUID(event_id):
-        record["event_id"] = str(uuid.UUID(event_id))
+    """What a loaded record becomes: the optional params it does not carry are absent."""
     params = record["params"]
     for name in [name for name, value in params.items() if value is None]:
         del params[name]
@@ -305,18 +258,14 @@ def validate_batch(body: Any, max_records: int) -> BatchResult:
                             f"this one holds {len(raw)}")
     records: list[dict[str, Any]] = []
     rejected: list[str] = []
-    stored: list[str | None] = []
     check = _SHAPE.check if _SHAPE else None
     low, high = _SHAPE.window.bounds() if _SHAPE else (0, 0)
     for item in raw:
-        text = check(item, low, high) if check else None
-        if text is not None:
+        if check is not None and check(item, low, high):
             records.append(item)
-            stored.append(text)
             continue
         try:
             records.append(finish(load_record(item)))
-            stored.append(None)
         except ValidationError as err:
             rejected.append(_first_error_path(err.messages))
-    return BatchResult(records, rejected, stored)
+    return BatchResult(records, rejected)

@@ -18,8 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from relay.config import ENDPOINT
+
 REPO = Path(__file__).resolve().parent.parent
-ENDPOINT = "/ajax-api/3.0/mlflow/ui-telemetry"
+__all__ = ["ENDPOINT"]  # the relay's own, for the tests that post to it
 
 
 def make_record(**overrides: Any) -> dict[str, Any]:
@@ -199,6 +201,12 @@ def http_post(port: int, path: str, body: Any, headers: dict[str, str] | None = 
     raw = resp.read()
     conn.close()
     return resp.status, json.loads(raw) if raw else {}
+
+
+def waiting_data(relay: Any) -> list[dict[str, Any]]:
+    """Every record waiting in a relay's spool, as the DATA the forwarder will send."""
+    return [json.loads(line) for row in relay.spool.peek(10**9)
+            for line in relay.codec.read_row(row.data, row.n)[1]]
 
 
 def read_sink(data_dir: Path) -> list[dict[str, Any]]:

@@ -1,17 +1,18 @@
-"""The endpoint as section 1 of the contract describes it."""
+"""The endpoint: what it accepts, refuses, stores and forwards, and how it says so."""
 
 from __future__ import annotations
 
 import json
+import platform
+import time
+import tomllib
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
-from relay.data import to_data
-
 from .conftest import build_app
-from .support import ENDPOINT, make_record, read_sink
+from .support import ENDPOINT, REPO, make_record, read_sink, waiting_data
 
 
 def post(client: FlaskClient, body: object, content_type: str = "application/json",
@@ -21,9 +22,7 @@ def post(client: FlaskClient, body: object, content_type: str = "application/jso
 
 
 def spool_rows(client: FlaskClient) -> list[dict]:
-    relay = client.application.extensions["ui_telemetry"]
-    return [json.loads(relay.data_encoder.expand(stored))
-            for row in relay.spool.peek(10_000) for stored in row.records]
+    return waiting_data(client.application.extensions["ui_telemetry"])
 
 
 def forward(client: FlaskClient) -> list[dict]:
@@ -138,7 +137,64 @@ def test_every_record_of_mixed_and_repeated_batches_is_forwarded_once_in_order(
     lines = forward(client)
     assert [line["event_id"] for line in lines] == expected
     assert json.loads(lines[4]["params"]) == rare["params"]
-    assert lines[0] == to_data(plain[0], client.application.extensions["ui_telemetry"].server_info)
+    assert lines[0]["params"] == json.dumps(plain[0]["params"], sort_keys=True,
+                                            separators=(",", ":"))
+
+
+def golden(relay_dir: Path, **fields: object) -> dict:
+    """The upstream record, written out field by field: nothing here comes from the relay's
+    code, so a changed fixed field (schema_version, source_sdk, ...) fails the test."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    return {**fields, "status": "success", "duration_ms": 0,
+            "server_installation_id": (relay_dir / "installation_id").read_text().strip(),
+            "source_sdk": "ui-telemetry-relay", "version": pyproject["project"]["version"],
+            "schema_version": 2, "python_version": platform.python_version(),
+            "operating_system": platform.platform()}
+
+
+GOLDEN_IDS = {"event_id": "0b6f3c1e-9a2d-4c7b-8e5f-1d2c3b4a5f60",
+              "installation_id": "5d1e7f00-2c3b-4a59-9e8d-7c6b5a493827",
+              "session_id": "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"}
+GOLDEN_VIEW = "c0ffee00-1234-4abc-9def-001122334455"
+
+
+def test_the_upstream_record_is_exactly_the_golden_one(tmp_path: Path) -> None:
+    client = build_app(tmp_path).test_client()
+    now = time.time_ns()
+    common = {"componentId": "mlflow.experiments.create-button", "componentType": "button",
+              "componentViewId": GOLDEN_VIEW, "eventType": "onClick"}
+    # The usual record, an upper-case id without dashes, and one with optional params:
+    # each of the stored forms.
+    records = [
+        {**GOLDEN_IDS, "event_name": "ui_event", "timestamp_ns": now, "params": common},
+        {**GOLDEN_IDS, "event_id": "0B6F3C1E9A2D4C7B8E5F1D2C3B4A5F61", "event_name": "ui_event",
+         "timestamp_ns": now + 1, "params": common},
+        {**GOLDEN_IDS, "event_id": "0b6f3c1e-9a2d-4c7b-8e5f-1d2c3b4a5f62",
+         "event_name": "ui_event", "timestamp_ns": now + 2,
+         "params": {**common, "componentSubType": "primary", "value": "dark"}},
+    ]
+    assert post(client, {"records": records}).get_json()["accepted"] == 3
+    got = forward(client)
+    base = {"event_name": "ui_event", "installation_id": GOLDEN_IDS["installation_id"],
+            "session_id": GOLDEN_IDS["session_id"]}
+    params = ('{"componentId":"mlflow.experiments.create-button","componentType":"button",'
+              f'"componentViewId":"{GOLDEN_VIEW}","eventType":"onClick"}}')
+    assert got == [
+        golden(tmp_path, event_id="0b6f3c1e-9a2d-4c7b-8e5f-1d2c3b4a5f60", timestamp_ns=now,
+               params=params, **base),
+        golden(tmp_path, event_id="0b6f3c1e-9a2d-4c7b-8e5f-1d2c3b4a5f61", timestamp_ns=now + 1,
+               params=params, **base),
+        golden(tmp_path, event_id="0b6f3c1e-9a2d-4c7b-8e5f-1d2c3b4a5f62", timestamp_ns=now + 2,
+               params='{"componentId":"mlflow.experiments.create-button",'
+                      '"componentSubType":"primary","componentType":"button",'
+                      f'"componentViewId":"{GOLDEN_VIEW}","eventType":"onClick",'
+                      '"value":"dark"}', **base),
+    ]
+    # MLflow's field order, in every line of the sink.
+    order = ["event_id", "event_name", "timestamp_ns", "params", "status", "duration_ms",
+             "installation_id", "session_id", "server_installation_id", "source_sdk", "version",
+             "schema_version", "python_version", "operating_system"]
+    assert all(list(line) == order for line in got)
 
 
 def test_a_retry_after_forwarding_is_not_forwarded_again(client: FlaskClient) -> None:

@@ -112,7 +112,7 @@ def test_a_batch_removed_leaves_rows_stored_while_it_was_sent_even_after_ids_res
         spool.store([f"{round_}-c"])  # arrives while the batch is being sent
         spool.remove(batch)
         assert spool.depth() == 1
-        assert [r.records for r in spool.peek(500)] == [[f"{round_}-c"]]
+        assert [r.data for r in spool.peek(500)] == [f"{round_}-c"]
         spool.remove(spool.peek(500))
         assert spool.depth() == 0 and spool.peek(500) == []
 

@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 
 from relay.forwarder import Backoff
-from relay.seen import REMEMBER_SECONDS, SeenIds, key, pack
+from relay.seen import REMEMBER_SECONDS, SeenIds, keys_of, pack
 from relay.spool import Spool
 
 from .conftest import build_app
@@ -262,17 +262,17 @@ def test_delivered_ids_are_forgotten_after_the_retention_window(tmp_path: Path) 
     old, new = str(uuid.uuid4()), str(uuid.uuid4())
     for event_id in (old, new):
         spool.store([f'{{"event_id":"{event_id}"}}'])
-        spool.remove(spool.peek(1), delivered=pack([key(event_id)]))
+        spool.remove(spool.peek(1), delivered=pack([keys_of([event_id])[0]]))
     spool._connection().execute("UPDATE delivered SET at = at - 9 * 86400 WHERE id = 1")
     spool.expire(7 * 86400, REMEMBER_SECONDS)
     seen = SeenIds()
     seen.load(spool)
-    assert key(new) in seen and key(old) not in seen
+    assert keys_of([new])[0] in seen and keys_of([old])[0] not in seen
 
 
 def test_delivered_ids_on_disk_are_trimmed_to_what_a_new_leader_reads(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool.sqlite3")
-    batches = [[key(str(uuid.uuid4())) for _ in range(size)] for size in (3, 2, 2, 1)]
+    batches = [[keys_of([str(uuid.uuid4())])[0] for _ in range(size)] for size in (3, 2, 2, 1)]
     for batch in batches:
         spool.store(["x"])
         spool.remove(spool.peek(1), delivered=pack(batch))
@@ -291,7 +291,7 @@ def test_delivered_ids_on_disk_are_trimmed_to_what_a_new_leader_reads(tmp_path: 
 
 def test_memory_for_delivered_ids_is_bounded() -> None:
     seen = SeenIds(max_ids=4)
-    batches = [[key(str(uuid.uuid4())) for _ in range(2)] for _ in range(3)]
+    batches = [[keys_of([str(uuid.uuid4())])[0] for _ in range(2)] for _ in range(3)]
     for batch in batches:
         seen.add(batch)
     # The oldest batch went first; the newest ids are the ones a retry most likely repeats.

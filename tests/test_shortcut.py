@@ -1,7 +1,8 @@
-"""relay.shortcut: the usual POST answered before Flask, exactly as Flask would answer it."""
+"""relay.shortcut: the ingest POST answered before Flask, exactly as the Flask view answers it."""
 
 from __future__ import annotations
 
+import http.client
 import json
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from relay.config import load_config
 from relay.shortcut import IngestShortcut
 
 from .conftest import build_app
-from .support import ENDPOINT, make_record
+from .support import ENDPOINT, RelayServer, make_record
 from .test_fuzz import bodies, content_types
 
 # Origin, the privacy signals, sizes: the headers that steer the endpoint.
@@ -76,19 +77,40 @@ def test_settings_that_change_the_answer_change_it_alike(tmp_path: Path, env: di
                 answer(flask, body, "application/json", headers, path)
 
 
-def test_the_usual_post_skips_flask_and_the_rest_does_not(tmp_path: Path) -> None:
+def test_every_post_to_the_endpoint_is_answered_once_without_flask(tmp_path: Path) -> None:
     app = build_app(tmp_path)
     reached: list[str] = []
     app.before_request(lambda: reached.append("flask") and None)
     client = app.test_client()
+    relay = app.extensions["ui_telemetry"]
     ok = client.post(ENDPOINT, json={"records": [make_record()]})
     assert ok.status_code == 200 and reached == []
     assert ok.headers["Content-Security-Policy"] and ok.headers["X-Content-Type-Options"]
-    # An error to word goes to Flask, body and all.
+    # Errors too: the same answer type, counted once (ingest is never run a second time).
     bad = client.post(ENDPOINT, data=b'{"records": 3}', content_type="application/json")
     assert bad.status_code == 400 and "records" in bad.get_json()["error"]
-    assert reached == ["flask"]
-    assert client.get(ENDPOINT).status_code == 200 and len(reached) == 2
+    assert bad.headers["Content-Security-Policy"]
+    big = client.post(ENDPOINT, data=b" " * (2 << 20), content_type="application/json")
+    assert big.status_code == 413
+    assert reached == []
+    assert relay.spool.counters()[("requests_rejected", "invalid_envelope")] == 1
+    assert relay.spool.counters()[("requests_rejected", "too_large")] == 1
+    # Anything else is Flask's.
+    assert client.get(ENDPOINT).status_code == 200 and reached == ["flask"]
+
+
+def test_a_chunked_body_is_read_by_the_shortcut_under_gunicorn(tmp_path: Path) -> None:
+    server = RelayServer(tmp_path / "data").start()
+    try:
+        body = json.dumps({"records": [make_record(), make_record()]}).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("POST", ENDPOINT, body=iter([body[:100], body[100:]]),
+                     headers={"Content-Type": "text/plain"}, encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read())["accepted"] == 2
+        conn.close()
+    finally:
+        server.stop()
 
 
 def test_the_shortcut_starts_the_forwarder_as_the_flask_hook_does(tmp_path: Path) -> None:
