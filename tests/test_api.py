@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import platform
 import time
 import tomllib
+import zlib
 from pathlib import Path
 
 import pytest
@@ -96,6 +98,51 @@ def test_exactly_1000_records_are_fine(client: FlaskClient) -> None:
 def test_body_over_1_mib_gets_413(client: FlaskClient) -> None:
     body = b'{"records": [], "pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'
     assert_error(post(client, body), 413, "larger than 1024 KiB")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "x-gzip", "deflate", "deflate-raw"])
+def test_compressed_bodies_are_decoded(client: FlaskClient, encoding: str) -> None:
+    records = [make_record(), make_record()]
+    raw = json.dumps({"records": records}).encode()
+    if encoding.endswith("gzip"):
+        body = gzip.compress(raw)
+    elif encoding == "deflate":
+        body = zlib.compress(raw)  # HTTP's deflate: zlib-wrapped
+    else:
+        packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)  # what some clients send instead
+        body, encoding = packer.compress(raw) + packer.flush(), "deflate"
+    resp = post(client, body, **{"Content-Encoding": encoding})
+    assert resp.get_json() == {"status": "success", "accepted": 2, "rejected": 0}
+    assert [r["event_id"] for r in spool_rows(client)] == [r["event_id"] for r in records]
+
+
+def test_a_zip_bomb_gets_413_and_stores_nothing(client: FlaskClient) -> None:
+    bomb = gzip.compress(b'{"records": [], "pad": "' + b"x" * (8 << 20) + b'"}')
+    assert len(bomb) < 64 * 1024
+    assert_error(post(client, bomb, **{"Content-Encoding": "gzip"}), 413,
+                 "decompressed, is larger than 1024 KiB")
+    assert spool_rows(client) == []
+
+
+def test_a_body_that_is_not_what_its_encoding_says_gets_400(client: FlaskClient) -> None:
+    plain = json.dumps({"records": [make_record()]}).encode()
+    assert_error(post(client, plain, **{"Content-Encoding": "gzip"}), 400, "not valid gzip")
+    assert_error(post(client, gzip.compress(plain)[:-12], **{"Content-Encoding": "gzip"}), 400,
+                 "ends too early")
+    assert spool_rows(client) == []
+
+
+@pytest.mark.parametrize("encoding", ["br", "compress", "zstd", "gzip, br"])
+def test_other_content_encodings_get_415(client: FlaskClient, encoding: str) -> None:
+    body = json.dumps({"records": [make_record()]}).encode()
+    assert_error(post(client, body, **{"Content-Encoding": encoding}), 415,
+                 "Content-Encoding gzip or deflate")
+    assert spool_rows(client) == []
+
+
+def test_identity_encoding_is_the_body_as_it_is(client: FlaskClient) -> None:
+    body = json.dumps({"records": [make_record()]}).encode()
+    assert post(client, body, **{"Content-Encoding": "identity"}).get_json()["accepted"] == 1
 
 
 def test_nan_and_huge_numbers_reject_only_their_record(client: FlaskClient) -> None:

@@ -6,6 +6,7 @@ so the client address is distinguishable from the server's own.
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 from collections.abc import Iterator
@@ -13,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from .support import ENDPOINT, CaptureUpstream, RelayServer, http_post, make_record, wait_for
+from .support import (
+    ENDPOINT,
+    CaptureUpstream,
+    RelayServer,
+    http_post,
+    make_record,
+    read_sink,
+    wait_for,
+)
 
 CLIENT_ADDRESS = "127.0.0.77"
 CANARIES = {
@@ -26,6 +35,8 @@ CANARIES = {
     "Authorization": "Bearer authcanary2323",
 }
 QUERY_CANARY = "querycanary9999"
+PATH_CANARY = "pathcanary7777"
+HEADER_CANARY = "headercanary5555"
 FIELD_CANARIES = ("fieldcanary-ip-10.9.8.7", "freetext canary with spaces", "me@canary.example")
 
 
@@ -53,36 +64,59 @@ def poisoned_record() -> dict:
     return record
 
 
-def test_no_canary_reaches_any_output(server: tuple[RelayServer, CaptureUpstream]) -> None:
-    srv, upstream = server
-    responses = []
-    for _ in range(3):
-        status, body = http_post(srv.port, f"{ENDPOINT}?token={QUERY_CANARY}",
-                                 {"records": [poisoned_record(), make_record()]},
-                                 CANARIES, source=CLIENT_ADDRESS)
-        assert status == 200 and body["accepted"] == 2
-        responses.append(json.dumps(body))
-    # Also an error path and a 404 path, which log differently.
-    status, body = http_post(srv.port, f"/nope?x={QUERY_CANARY}", {"records": []}, CANARIES,
-                             source=CLIENT_ADDRESS)
-    responses.append(json.dumps(body))
-    status, body = http_post(srv.port, ENDPOINT, b"{bad json " + QUERY_CANARY.encode(),
-                             CANARIES, source=CLIENT_ADDRESS)
-    assert status == 400
-    responses.append(json.dumps(body))
+def post_raw(port: int, path: str, body: bytes) -> str:
+    """POST from CLIENT_ADDRESS with every canary header; the whole answer, headers and all."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30,
+                                      source_address=(CLIENT_ADDRESS, 0))
+    conn.request("POST", path, body=body, headers={"Content-Type": "text/plain", **CANARIES})
+    resp = conn.getresponse()
+    text = f"{resp.status} {resp.reason}\n{resp.msg}\n{resp.read().decode('latin-1')}"
+    conn.close()
+    return text
 
-    wait_for(lambda: len(upstream.data()) == 6)
-    srv.stop()
+
+def files_of(data_dir: Path) -> dict[str, str]:
+    return {str(path): path.read_bytes().decode("latin-1")
+            for path in data_dir.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("sink", ["http", "file"])
+def test_no_canary_reaches_any_output(tmp_path: Path, sink: str) -> None:
+    upstream = CaptureUpstream()
+    env = {"RELAY_FLUSH_INTERVAL": "1h"}  # records wait in the spool until SIGTERM drains them
+    if sink == "http":
+        env["RELAY_INGESTION_URL"] = upstream.url
+    srv = RelayServer(tmp_path / "data", env, workers=2).start()
+    try:
+        def good() -> bytes:
+            return json.dumps({"records": [poisoned_record(), make_record()]}).encode()
+
+        answers = [post_raw(srv.port, f"{ENDPOINT}?token={QUERY_CANARY}", good())
+                   for _ in range(3)]
+        assert all(a.startswith("200 ") and '"accepted":2' in a for a in answers)
+        # Error paths and a 404, which log differently.
+        answers.append(post_raw(srv.port, f"/nope-{QUERY_CANARY}?x={QUERY_CANARY}", good()))
+        answers.append(post_raw(srv.port, ENDPOINT, b"{bad json " + QUERY_CANARY.encode()))
+        assert answers[-1].startswith("400 ")
+        # The spool before anything left it: no page of it was ever freed or reused.
+        waiting = files_of(srv.data_dir)
+        assert any("spool.sqlite3" in name for name in waiting)
+    finally:
+        srv.stop()  # SIGTERM: the forwarder drains the spool to the sink
+    delivered = upstream.data() if sink == "http" else read_sink(srv.data_dir)
+    assert len(delivered) == 6
+    upstream.close()
     outputs = {
         "upstream bodies": json.dumps([c.body for c in upstream.requests]),
         "upstream headers": json.dumps([c.headers for c in upstream.requests]),
         "server log": srv.logs(),
-        "responses": "\n".join(responses),
+        "responses (status, headers, body)": "\n".join(answers),
+        **{f"{name} (waiting)": text for name, text in waiting.items()},
+        **files_of(srv.data_dir),
     }
-    for path in srv.data_dir.rglob("*"):
-        if path.is_file():
-            outputs[str(path)] = path.read_bytes().decode("latin-1")
     assert "POST " + ENDPOINT in outputs["server log"]  # the log is there to be searched
+    if sink == "file":
+        assert "forwarded.jsonl" in "".join(outputs)
     for name, text in outputs.items():
         for canary in canary_strings():
             assert canary not in text, f"{canary!r} leaked into {name}"
@@ -92,7 +126,11 @@ def test_malformed_http_does_not_log_the_client_address(
         server: tuple[RelayServer, CaptureUpstream]) -> None:
     srv, _ = server
     for garbage in (b"GARBAGE\r\n\r\n", b"GET /x?" + QUERY_CANARY.encode() + b" HTTP/9.9\r\n\r\n",
-                    b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"):
+                    b"GET /" + PATH_CANARY.encode() + b" HTTP/9.9\r\n\r\n",
+                    b"G\x01T /" + PATH_CANARY.encode() + b" HTTP/1.1\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nHost: x\r\nBad " + HEADER_CANARY.encode() + b"\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nHost: x\r\n" + HEADER_CANARY.encode()
+                    + b"\x01: y\r\n\r\n"):
         with socket.create_connection(("127.0.0.1", srv.port), timeout=5,
                                       source_address=(CLIENT_ADDRESS, 0)) as s:
             s.sendall(garbage)
@@ -100,7 +138,8 @@ def test_malformed_http_does_not_log_the_client_address(
     wait_for(lambda: "Invalid request" in srv.logs(), timeout=10)
     logs = srv.logs()
     assert "ip=[scrubbed]" in logs
-    assert CLIENT_ADDRESS not in logs and QUERY_CANARY not in logs
+    for canary in (CLIENT_ADDRESS, QUERY_CANARY, PATH_CANARY, HEADER_CANARY):
+        assert canary not in logs, f"{canary!r} is in the server log"
 
 
 def test_upstream_sees_only_allowed_headers_and_data_fields(
