@@ -18,7 +18,6 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PAGES = {"home": "/", "experiments": "/experiments", "experiment": "/experiments/1",
          "models": "/models", "prompts": "/prompts", "settings": "/settings",
          "usage-tracking": "/usage-tracking"}
-ENDPOINT = "/ajax-api/3.0/mlflow/ui-telemetry"
 
 # Records a page's CSP violations where the test can read them.
 CSP_WATCH = """

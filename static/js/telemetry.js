@@ -17,9 +17,11 @@ const ENABLED = 'mlflow.settings.telemetry.enabled_v1';
 const INSTALLATION = 'mlflow-telemetry-installation-id';
 const SESSION = 'mlflow-telemetry-session-id';
 const DEV = 'mlflow.settings.telemetry.enable-dev-logging_v1';
-// Our own keys: what could not leave with the page, the session's rollout roll, and the
-// relay's "disabled" answer, which holds for the rest of the tab's session.
+// Our own keys: what could not leave with a page (a key per save, under this prefix), the
+// tab session's records for the Settings page, the session's rollout roll, and the relay's
+// "disabled" answer, which holds for the rest of the tab's session.
 const SAVED = 'ui-telemetry.unsent_v1';
+const RECENT_KEY = 'ui-telemetry.recent_v1';
 const ROLL = 'ui-telemetry.rollout_v1';
 const RELAY_OFF = 'ui-telemetry.relay-disabled_v1';
 
@@ -34,8 +36,6 @@ let cfg;
 let reason = 'server';
 /** @type {TelemetryRecord[]} */
 let queue = [];
-/** @type {TelemetryRecord[]} */
-let recent = [];
 let timer = 0;
 let retryAt = 0;
 let failures = 0;
@@ -57,22 +57,28 @@ let mo;
 let undo = [];
 
 const uuid = () => crypto.randomUUID();
+// Only a browser that says it is offline is: undefined (unknown) counts as online.
+const online = () => navigator.onLine !== false;
 const ls = () => localStorage;
 const ss = () => sessionStorage;
 
 /** @returns {OffReason|null} */
 function decide() {
-  if (cfg.disabled) return 'server';
+  if (cfg.disabled || !cfg.endpoint) return 'server';
   try {
-    if (JSON.parse(ls().getItem(ENABLED)) === false) return 'settings';
-    if (navigator.globalPrivacyControl === true) return 'gpc';
-    if (navigator.doNotTrack === '1') return 'dnt';
+    // MLflow's values are JSON: "false" is the only one that switches it off.
+    if (ls().getItem(ENABLED) == 'false') return 'settings';
+    if (navigator.globalPrivacyControl) return 'gpc';
+    if (navigator.doNotTrack == '1') return 'dnt';
     if (ss().getItem(RELAY_OFF)) return 'relay';
     const pct = cfg.rolloutPercentage;
     if (pct < 100) {
       if (pct <= 0) return 'rollout';
       let roll = ss().getItem(ROLL);
-      if (roll == null) ss().setItem(ROLL, (roll = String((Math.random() * 100) | 0)));
+      if (roll == null) {
+        roll = String(Math.random() * 100); // in the rollout when below the percentage
+        ss().setItem(ROLL, roll);
+      }
       if (+roll >= pct) return 'rollout';
     }
   } catch {
@@ -85,19 +91,21 @@ function decide() {
 function off(why) {
   reason = why;
   queue = [];
-  recent = [];
-  installationId = sessionId = undefined;
   clearTimeout(timer);
   timer = 0;
   try {
-    ls().removeItem(SAVED);
+    ss().removeItem(RECENT_KEY);
+    takeSaved();
   } catch {}
 }
 
 /** @param {Storage} store @param {string} key */
 function id(store, key) {
   let value = store.getItem(key);
-  if (!value) store.setItem(key, (value = uuid()));
+  if (!value) {
+    value = uuid();
+    store.setItem(key, value);
+  }
   return value;
 }
 
@@ -114,32 +122,41 @@ export function logEvent(e) {
   };
   if (e.componentSubType) params.componentSubType = e.componentSubType;
   if (typeof e.value == 'string') params.value = e.value;
+  if (!installationId) installationId = id(ls(), INSTALLATION);
+  if (!sessionId) sessionId = id(ss(), SESSION);
   /** @type {TelemetryRecord} */
   const record = {
-    installation_id: (installationId ||= id(ls(), INSTALLATION)),
-    session_id: (sessionId ||= id(ss(), SESSION)),
+    installation_id: installationId,
+    session_id: sessionId,
     event_name: 'ui_event',
     timestamp_ns: Date.now() * 1e6,
     params,
     event_id: uuid(),
   };
   if (dev) console.log('[ui-telemetry]', record);
-  recent.push(record);
-  if (recent.length > RECENT) recent.shift();
+  try {
+    // The tab session's list, not this page's: the Settings page is another page.
+    ss().setItem(RECENT_KEY, JSON.stringify([...getRecentEvents(), record].slice(-RECENT)));
+  } catch {}
   push([record]);
-  queue.length >= BATCH && !blocked ? flush() : schedule(cfg.flushIntervalMs);
+  if (queue.length >= BATCH && !blocked) flush();
+  else schedule(cfg.flushIntervalMs);
 }
 
 /** Add to the queue, oldest first out past the cap. @param {TelemetryRecord[]} records */
 function push(records, front = false) {
-  front ? queue.unshift(...records) : queue.push(...records);
+  if (front) queue.unshift(...records);
+  else queue.push(...records);
   if (queue.length > MAX_QUEUE) queue.splice(0, queue.length - MAX_QUEUE);
 }
 
 /** @param {number} ms */
 function schedule(ms) {
-  if (!timer && queue.length && !reason)
-    timer = setTimeout(() => ((timer = 0), flush()), Math.max(ms, retryAt - Date.now()));
+  if (timer || !queue.length || reason) return;
+  timer = setTimeout(() => {
+    timer = 0;
+    flush();
+  }, Math.max(ms, retryAt - Date.now()));
 }
 
 /** Send what is queued now; `leaving` when the page is being hidden or left. */
@@ -147,21 +164,23 @@ export function flush(leaving = false) {
   clearTimeout(timer);
   timer = 0;
   if (reason || !queue.length) return;
-  if (navigator.onLine !== false && Date.now() >= retryAt)
+  if (online() && Date.now() >= retryAt)
     while (queue.length) {
       const batch = queue.slice(0, BATCH);
       const body = JSON.stringify({ records: batch });
       // Over the keepalive budget: when leaving a beacon gets its own chance, else wait.
       const fits = inflight + body.length <= BUDGET;
-      if ((blocked = !fits && !leaving)) break;
+      blocked = !fits && !leaving;
+      if (blocked) break;
       queue = queue.slice(batch.length);
-      if (!(fits ? send(body, batch) : beacon(body))) {
+      const handed = fits ? send(body, batch) : beacon(body);
+      if (!handed) {
         push(batch, true);
         break;
       }
     }
   if (leaving) save();
-  else if (navigator.onLine !== false) schedule(cfg.flushIntervalMs);
+  else if (online()) schedule(cfg.flushIntervalMs);
 }
 
 /** @param {string} body */
@@ -191,7 +210,10 @@ function send(body, batch) {
   inflight += body.length;
   const done = () => {
     inflight -= body.length;
-    if (blocked) (blocked = false), flush();
+    if (blocked) {
+      blocked = false;
+      flush();
+    }
   };
   request.then(
     (res) => {
@@ -211,31 +233,53 @@ function send(body, batch) {
     },
     () => {
       done();
-      retry(batch, navigator.onLine === false ? '0' : null);
+      // Offline, the backoff does not matter: the online event sends at once.
+      retry(batch);
     },
   );
   return true;
 }
 
 /** Back off 1 s doubling to 60 s, jittered; a Retry-After in seconds wins.
- * @param {TelemetryRecord[]} batch @param {string|null} after */
+ * @param {TelemetryRecord[]} batch @param {string|null} [after] */
 function retry(batch, after) {
   if (reason) return;
   push(batch, true);
-  const seconds = after == null || after === '' ? NaN : +after;
+  const seconds = after ? +after : NaN;
   retryAt =
     Date.now() +
     (seconds >= 0 ? seconds * 1e3 : Math.min(6e4, 1e3 * 2 ** failures++) * (0.5 + Math.random() / 2));
-  if (navigator.onLine !== false) schedule(0);
+  if (online()) schedule(0);
 }
 
-/** Keep for the next page load what could not leave with this one. */
+/** Keep for the next page load what could not leave with this one, under a key of its own:
+ * two tabs saving at once never overwrite each other's records. */
 function save() {
   if (!queue.length || reason) return;
   try {
-    const saved = JSON.parse(ls().getItem(SAVED) || '[]');
-    ls().setItem(SAVED, JSON.stringify(saved.concat(queue).slice(-MAX_QUEUE)));
+    ls().setItem(SAVED + uuid(), JSON.stringify(queue));
     queue = [];
+  } catch {}
+}
+
+/** Remove every saved batch from storage and return their records. */
+function takeSaved() {
+  /** @type {TelemetryRecord[]} */
+  const records = [];
+  for (const key of Object.keys(ls())) {
+    if (key.startsWith(SAVED)) {
+      records.push(...JSON.parse(/** @type {string} */ (ls().getItem(key))));
+      ls().removeItem(key);
+    }
+  }
+  return records;
+}
+
+/** Queue what earlier pages of this origin saved (this one too, back from the cache). */
+function resend() {
+  try {
+    push(takeSaved());
+    schedule(0);
   } catch {}
 }
 
@@ -244,7 +288,10 @@ function fromElement(el, eventType, value) {
   const d = /** @type {HTMLElement} */ (el).dataset;
   if (!d.componentType) return;
   let view = views.get(el);
-  if (!view) views.set(el, (view = uuid()));
+  if (!view) {
+    view = uuid();
+    views.set(el, view);
+  }
   logEvent({
     componentId: /** @type {string} */ (d.componentId),
     componentType: d.componentType,
@@ -260,9 +307,8 @@ function fromElement(el, eventType, value) {
 function rendered(node) {
   if (!(node instanceof Element)) return;
   for (const el of [node, ...node.querySelectorAll('[data-component-id]')]) {
-    if (!el.hasAttribute('data-component-id')) continue;
-    views.delete(el);
-    if (io && el.hasAttribute('data-component-view')) io.observe(el);
+    views.delete(el); // a no-op for an element that has no view id
+    if (io && el.matches('[data-component-id][data-component-view]')) io.observe(el);
   }
 }
 
@@ -277,16 +323,14 @@ function start() {
   const el = document.getElementById('ui-telemetry-config');
   if (!el || cfg) return;
   cfg = { rolloutPercentage: 100, disabledEvents: [], flushIntervalMs: 5e3, ...JSON.parse(el.textContent || '{}') };
-  cfg.endpoint = new URL(cfg.endpoint || 'ajax-api/3.0/mlflow/ui-telemetry', document.baseURI).href;
+  // The server says where the relay is; relative to the page, so a sub-path proxy works.
+  if (cfg.endpoint) cfg.endpoint = new URL(cfg.endpoint, document.baseURI).href;
   reason = decide();
   if (reason) off(reason);
-  else
-    try {
-      dev = JSON.parse(ls().getItem(DEV)) === true;
-      const saved = JSON.parse(ls().getItem(SAVED) || '[]');
-      ls().removeItem(SAVED);
-      if (saved.length) push(saved), schedule(0);
-    } catch {}
+  else {
+    dev = ls().getItem(DEV) == 'true';
+    resend();
+  }
   // Capture phase: a page's stopPropagation cannot hide an interaction from us, and the
   // Settings switch's own handler runs after we queued its change, so turning telemetry
   // off drops the very record that did it.
@@ -301,21 +345,30 @@ function start() {
     if (t.dataset?.componentId)
       fromElement(t, 'onValueChange', 'valueHasNoPii' in t.dataset ? (t.type == 'checkbox' ? '' + t.checked : t.value) : undefined);
   });
-  on(document, 'submit', (e) => e.target.dataset?.componentId && fromElement(e.target, 'onSubmit'));
-  on(document, 'visibilitychange', () => document.visibilityState == 'hidden' && flush(true));
-  on(window, 'pagehide', () => flush(true));
-  on(window, 'online', () => ((retryAt = 0), flush()));
-  on(window, 'storage', (e) => {
-    if (e.key != ENABLED) return;
-    if (e.newValue == 'false') off('settings');
-    else if (reason == 'settings') reason = decide();
+  on(document, 'submit', (e) => {
+    if (e.target.dataset?.componentId) fromElement(e.target, 'onSubmit');
   });
-  if (typeof IntersectionObserver == 'function')
+  on(document, 'visibilitychange', () => {
+    if (document.visibilityState == 'hidden') flush(true);
+  });
+  on(window, 'pagehide', () => flush(true));
+  // Back from the back-forward cache: what the pagehide saved can go now.
+  on(window, 'pageshow', (e) => {
+    if (e.persisted && !reason) resend();
+  });
+  on(window, 'online', () => {
+    retryAt = 0;
+    flush();
+  });
+  on(window, 'storage', (e) => {
+    if (e.key == ENABLED) follow(e.newValue != 'false');
+  });
+  if (globalThis.IntersectionObserver)
     io = new IntersectionObserver(
       (entries) => {
         for (const x of entries)
           if (x.isIntersecting && x.intersectionRatio >= 0.5) {
-            io?.unobserve(x.target);
+            io.unobserve(x.target);
             fromElement(x.target, 'onView');
           }
       },
@@ -333,6 +386,11 @@ export function setEnabled(enabled) {
   } catch {
     return off('storage');
   }
+  follow(enabled);
+}
+
+/** The Settings choice changed, here or in another tab. @param {boolean} enabled */
+function follow(enabled) {
   if (!enabled) off('settings');
   else if (reason == 'settings') reason = decide();
 }
@@ -340,8 +398,14 @@ export function setEnabled(enabled) {
 export const isEnabled = () => !reason;
 /** @returns {OffReason|null} why telemetry is off, or null while it is on */
 export const disabledReason = () => reason;
-/** The last 50 records this page sent or queued, for the Settings page. */
-export const getRecentEvents = () => recent.slice();
+/** The last 50 records this tab session sent or queued, for the Settings page. */
+export function getRecentEvents() {
+  try {
+    return JSON.parse(ss().getItem(RECENT_KEY) || '[]');
+  } catch {
+    return [];
+  }
+}
 
 /** Remove every listener, observer and timer (tests, or a page that unloads the module). */
 export function shutdown() {

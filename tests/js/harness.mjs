@@ -6,7 +6,9 @@ let generation = 0;
 
 /**
  * @param {{config?: object|null, storage?: Record<string,string>, session?: Record<string,string>,
- *   navigator?: object, html?: string, fetchThrows?: boolean, brokenStorage?: boolean}} [opts]
+ *   navigator?: object, html?: string, fetchThrows?: boolean, brokenStorage?: boolean,
+ *   spyStorage?: Array<[string, string]>}} [opts]
+ * `spyStorage` collects [method, key] for every localStorage call the module makes.
  */
 export async function load(opts = {}) {
   const win = new Window({ url: 'http://app.test/experiments/1' });
@@ -43,9 +45,16 @@ export async function load(opts = {}) {
   const nav = { onLine: true, doNotTrack: null, globalPrivacyControl: undefined,
     sendBeacon: (url, body) => { beacons.push({ url, body: JSON.parse(body) }); return opts.beaconOk ?? true; },
     ...opts.navigator };
+  const spied = (real) => new Proxy(real, {
+    get(target, name) {
+      const value = Reflect.get(target, name);
+      if (typeof value != 'function') return value;
+      return (...args) => { opts.spyStorage.push([String(name), args[0]]); return value.apply(target, args); };
+    },
+  });
   const storage = (real) => opts.brokenStorage
     ? new Proxy({}, { get() { throw new win.DOMException('denied', 'SecurityError'); } })
-    : real;
+    : opts.spyStorage && real === win.localStorage ? spied(real) : real;
   Object.assign(globalThis, {
     window: win, document: doc, Element: win.Element, Node: win.Node,
     MutationObserver: win.MutationObserver, IntersectionObserver: FakeIntersectionObserver,
@@ -82,12 +91,24 @@ export async function settle() {
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
 }
 
+/** Every record saved for a later page, whichever save wrote it. @param {Storage} store */
+export function saved(store) {
+  return Object.keys(store).filter((k) => k.startsWith(KEYS.saved)).flatMap((k) => JSON.parse(store.getItem(k)));
+}
+
+/** A storage's content, to carry into the next load. @param {Storage} store */
+export function contents(store) {
+  return Object.fromEntries(Object.keys(store).map((k) => [k, store.getItem(k)]));
+}
+
 export const KEYS = {
   enabled: 'mlflow.settings.telemetry.enabled_v1',
   installation: 'mlflow-telemetry-installation-id',
   session: 'mlflow-telemetry-session-id',
   dev: 'mlflow.settings.telemetry.enable-dev-logging_v1',
   saved: 'ui-telemetry.unsent_v1',
+  recent: 'ui-telemetry.recent_v1',
+  roll: 'ui-telemetry.rollout_v1',
 };
 
 export const BUTTON = '<button id="b" data-component-id="mlflow.test.button" data-component-type="button"><span id="inner">Go</span></button>';

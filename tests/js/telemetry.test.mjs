@@ -1,6 +1,6 @@
 import { describe, test, mock, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { load, settle, KEYS, BUTTON } from './harness.mjs';
+import { load, settle, saved, contents, KEYS, BUTTON } from './harness.mjs';
 
 const CONTRACT_FIELDS = ['event_id', 'event_name', 'installation_id', 'params', 'session_id', 'timestamp_ns'];
 const PARAM_FIELDS = ['componentId', 'componentSubType', 'componentType', 'componentViewId', 'eventType', 'value'];
@@ -38,30 +38,55 @@ describe('opt-out: zero requests and nothing kept', () => {
       if (why !== 'storage') {
         assert.equal(page.win.localStorage.getItem(KEYS.installation), null);
         assert.equal(page.win.sessionStorage.getItem(KEYS.session), null);
-        assert.equal(page.win.localStorage.getItem(KEYS.saved), null);
+        assert.deepEqual(saved(page.win.localStorage), []);
+        assert.equal(page.win.sessionStorage.getItem(KEYS.recent), null);
       }
       assert.deepEqual(page.mod.getRecentEvents(), []);
     });
   }
 
-  test('a session inside the rollout sends, and keeps its roll across reloads', async () => {
-    page = await load({ html: BUTTON, config: { rolloutPercentage: 30 }, session: { 'ui-telemetry.rollout_v1': '29' } });
-    assert.equal(page.mod.isEnabled(), true);
+  test('a session keeps its rollout roll across reloads: inside sends on every page, outside never', async () => {
+    const random = mock.method(Math, 'random', () => 0.29);
+    page = await load({ html: BUTTON, config: { rolloutPercentage: 30 } });
+    clicks(20);
+    assert.equal(page.records().length, 20);
+    const session = contents(page.win.sessionStorage);
+    page.close();
+    random.mock.mockImplementation(() => 0.99); // a new roll would fall outside
+    page = await load({ html: BUTTON, config: { rolloutPercentage: 30 }, session });
+    clicks(20);
+    assert.equal(page.records().length, 20, 'the reload kept the roll');
+    page.close();
+
+    random.mock.mockImplementation(() => 0.3);
+    page = await load({ html: BUTTON, config: { rolloutPercentage: 30 } });
+    const outside = contents(page.win.sessionStorage);
+    assert.equal(page.mod.disabledReason(), 'rollout');
+    page.close();
+    random.mock.mockImplementation(() => 0); // a new roll would fall inside
+    page = await load({ html: BUTTON, config: { rolloutPercentage: 30 }, session: outside });
+    clicks(25);
+    page.hide();
+    assert.equal(page.mod.disabledReason(), 'rollout');
+    assert.equal(page.requests.length, 0);
   });
 
   test('setEnabled(false) drops the queue and the saved records, and the click that did it is never sent', async () => {
     page = await load({
       html: BUTTON + '<input id="t" type="checkbox" role="switch" checked data-component-id="mlflow.settings.telemetry.toggle-switch" data-component-type="switch">',
-      storage: { [KEYS.saved]: JSON.stringify([]) },
     });
     const toggle = page.doc.getElementById('t');
     toggle.addEventListener('change', () => page.mod.setEnabled(toggle.checked));
     clicks(3);
     page.win.localStorage.setItem(KEYS.saved, '[{"event_id":"old"}]');
+    page.win.localStorage.setItem(`${KEYS.saved}other-tab`, '[{"event_id":"older"}]');
+    assert.equal(page.mod.getRecentEvents().length, 3);
     toggle.checked = false;
     toggle.dispatchEvent(new page.win.Event('change', { bubbles: true }));
     assert.equal(page.win.localStorage.getItem(KEYS.enabled), 'false');
-    assert.equal(page.win.localStorage.getItem(KEYS.saved), null);
+    assert.deepEqual(saved(page.win.localStorage), []);
+    assert.deepEqual(page.mod.getRecentEvents(), []);
+    assert.equal(page.win.sessionStorage.getItem(KEYS.recent), null);
     page.mod.flush();
     page.hide();
     await settle();
@@ -210,12 +235,17 @@ describe('capture', () => {
     assert.equal(log.mock.calls[0].arguments[1].params.componentId, 'mlflow.test.button');
   });
 
-  test('getRecentEvents keeps the last 50', async () => {
+  test('getRecentEvents keeps the last 50 of the tab session, across its pages', async () => {
     page = await load({ html: BUTTON, navigator: { onLine: false } });
-    clicks(70);
-    const recent = page.mod.getRecentEvents();
-    assert.equal(recent.length, 50);
-    assert.equal(recent.at(-1).event_id, page.mod.getRecentEvents().at(-1).event_id);
+    for (let i = 0; i < 70; i++) page.mod.logEvent({ componentId: `c${i}`, componentType: 'button', eventType: 'onClick' });
+    const names = (records) => records.map((r) => r.params.componentId);
+    const last50 = Array.from({ length: 50 }, (_, i) => `c${i + 20}`);
+    assert.deepEqual(names(page.mod.getRecentEvents()), last50);
+    const session = contents(page.win.sessionStorage);
+    page.close();
+    // The Settings page is another page of the same tab session: it shows them too.
+    page = await load({ session });
+    assert.deepEqual(names(page.mod.getRecentEvents()), last50);
   });
 });
 
@@ -320,8 +350,7 @@ describe('transport', () => {
     assert.ok(inflight <= 60 * 1024, `${inflight} bytes in flight`);
     assert.ok(page.requests.length >= 5);
     const sent = page.records().length + page.beacons.flatMap((b) => b.body.records).length;
-    const saved = JSON.parse(page.win.localStorage.getItem(KEYS.saved) || '[]').length;
-    assert.equal(sent + saved, 1000, 'nothing lost');
+    assert.equal(sent + saved(page.win.localStorage).length, 1000, 'nothing lost');
   });
 
   test('the queue holds at most 1,000 records; the oldest go', async () => {
@@ -329,9 +358,9 @@ describe('transport', () => {
     page.mod.logEvent({ componentId: 'first', componentType: 'button', eventType: 'onClick' });
     clicks(1000);
     page.win.dispatchEvent(new page.win.Event('pagehide'));
-    const saved = JSON.parse(page.win.localStorage.getItem(KEYS.saved));
-    assert.equal(saved.length, 1000);
-    assert.ok(saved.every((r) => r.params.componentId === 'mlflow.test.button'));
+    const kept = saved(page.win.localStorage);
+    assert.equal(kept.length, 1000);
+    assert.ok(kept.every((r) => r.params.componentId === 'mlflow.test.button'));
   });
 
   test('offline: nothing is tried until the online event', async () => {
@@ -350,21 +379,51 @@ describe('transport', () => {
     clicks(5);
     const ids = page.mod.getRecentEvents().map((r) => r.event_id);
     page.win.dispatchEvent(new page.win.Event('pagehide'));
-    const saved = page.win.localStorage.getItem(KEYS.saved);
-    assert.equal(JSON.parse(saved).length, 5);
+    assert.equal(saved(page.win.localStorage).length, 5);
+    const storage = contents(page.win.localStorage);
     page.close();
     mock.timers.enable({ apis: ['setTimeout', 'Date'] });
-    page = await load({ html: BUTTON, storage: { [KEYS.saved]: saved } });
-    assert.equal(page.win.localStorage.getItem(KEYS.saved), null);
+    page = await load({ html: BUTTON, storage });
+    assert.deepEqual(saved(page.win.localStorage), []);
     mock.timers.tick(0);
     assert.deepEqual(page.records().map((r) => r.event_id), ids);
+  });
+
+  test('back from the back-forward cache, what its pagehide saved is sent', async () => {
+    mock.timers.enable({ apis: ['setTimeout', 'Date'] });
+    page = await load({ html: BUTTON, navigator: { onLine: false } });
+    clicks(4);
+    page.win.dispatchEvent(new page.win.Event('pagehide'));
+    assert.equal(saved(page.win.localStorage).length, 4);
+    page.nav.onLine = true;
+    const shown = new page.win.Event('pageshow');
+    Object.defineProperty(shown, 'persisted', { value: true });
+    page.win.dispatchEvent(shown);
+    mock.timers.tick(0);
+    assert.equal(page.records().length, 4);
+    assert.deepEqual(saved(page.win.localStorage), []);
+  });
+
+  test('a save never reads or rewrites what another tab saved: each writes a key of its own', async () => {
+    const calls = [];
+    page = await load({ html: BUTTON, navigator: { onLine: false }, spyStorage: calls });
+    // Another tab saves while this one is open.
+    page.win.localStorage.setItem(`${KEYS.saved}another-tab`, '[{"event_id":"theirs"}]');
+    clicks(3);
+    calls.length = 0;
+    page.win.dispatchEvent(new page.win.Event('pagehide'));
+    const touched = calls.filter(([, key]) => String(key).startsWith(KEYS.saved));
+    assert.equal(touched.length, 1);
+    assert.equal(touched[0][0], 'setItem');
+    assert.notEqual(touched[0][1], `${KEYS.saved}another-tab`);
+    assert.equal(saved(page.win.localStorage).length, 4, 'both tabs\' records are kept');
   });
 
   test('a refused beacon on leaving saves the records instead', async () => {
     page = await load({ html: BUTTON, fetchThrows: true, beaconOk: false });
     clicks(4);
     page.win.dispatchEvent(new page.win.Event('pagehide'));
-    assert.equal(JSON.parse(page.win.localStorage.getItem(KEYS.saved)).length, 4);
+    assert.equal(saved(page.win.localStorage).length, 4);
   });
 
   test('no page config block: the module stays inert', async () => {
