@@ -49,7 +49,7 @@ from tests.support import free_port  # noqa: E402
 VARIANT_APP = '''
 import os
 
-from relay import api, spool
+from relay import ingest, spool
 from relay.app import create_app
 from relay.validation import BatchResult
 
@@ -57,7 +57,7 @@ variant = os.environ["BENCH_VARIANT"]
 if variant in ("no commit", "parse only"):
     spool.Spool.store = lambda self, records, counts=(), limit=None: True
 if variant == "parse only":
-    api.validate_batch = lambda body, max_records: BatchResult([], [], [])
+    ingest.validate_batch = lambda body, max_records: BatchResult([], [])
 app = create_app()
 '''
 

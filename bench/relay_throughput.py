@@ -29,16 +29,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from relay.config import ENDPOINT  # noqa: E402
 from relay.policy import CI_VARIABLES  # noqa: E402
 from tests.support import CaptureUpstream, free_port, make_record  # noqa: E402
-
-ENDPOINT = "/ajax-api/3.0/mlflow/ui-telemetry"
 
 BARE_APP = '''
 from flask import Flask, jsonify, request
 app = Flask(__name__)
 
-@app.post("/ajax-api/3.0/mlflow/ui-telemetry")
+@app.post("{endpoint}")
 def ingest():
     body = request.get_json(force=True)
     return jsonify(status="success", accepted=len(body["records"]), rejected=0)
@@ -47,7 +46,7 @@ def ingest():
 @app.get("/health")
 def health():
     return "ok"
-'''
+'''.replace("{endpoint}", ENDPOINT)
 
 
 def start(argv: list[str], env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen:

@@ -81,17 +81,24 @@ class Codec:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def encode(self, record: dict[str, Any]) -> str:
-        """The stored text of one validated record; sets its event_id for good first."""
-        record["event_id"] = settle_event_id(record["event_id"])
-        params = record["params"]
-        if self.compact and params.keys() == _COMMON:
-            return "\t".join((record["event_id"], record["event_name"],
-                              str(record["timestamp_ns"]), params["componentId"],
-                              params["componentType"], params["componentViewId"],
-                              params["eventType"], record["installation_id"],
-                              record["session_id"]))
-        return json.dumps(to_data(record, self.server), separators=(",", ":"))
+    def encode(self, records: list[dict[str, Any]]) -> list[str]:
+        """The stored text of each validated record; sets its event_id for good first."""
+        texts = []
+        canonical = _CANONICAL_UUID.match
+        compact = self.compact
+        for record in records:
+            event_id = record["event_id"]
+            if event_id is None or not canonical(event_id):
+                event_id = record["event_id"] = settle_event_id(event_id)
+            params = record["params"]
+            if compact and params.keys() == _COMMON:
+                texts.append("\t".join((
+                    event_id, record["event_name"], str(record["timestamp_ns"]),
+                    params["componentId"], params["componentType"], params["componentViewId"],
+                    params["eventType"], record["installation_id"], record["session_id"])))
+            else:
+                texts.append(json.dumps(to_data(record, self.server), separators=(",", ":")))
+        return texts
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from werkzeug.datastructures import EnvironHeaders
 from werkzeug.wsgi import get_content_length, get_host, get_input_stream
 
 from . import counters as c
@@ -75,9 +74,11 @@ def ingest(relay: Relay, environ: dict) -> Answer:
 
 def _ingest(relay: Relay, environ: dict) -> Answer:
     cfg = relay.config
-    headers = EnvironHeaders(environ)  # what Flask's request.headers is
-    _check_origin(cfg.cors_origins, headers.get("Origin"), environ)
-    decision = relay.policy.for_request(headers)
+    _check_origin(cfg.cors_origins, environ.get("HTTP_ORIGIN"), environ)
+    # The two headers the policy reads, straight from the environ (a tenth of the cost of
+    # werkzeug's header view): Sec-GPC and DNT, nothing else of the request.
+    decision = relay.policy.for_request({"Sec-GPC": environ.get("HTTP_SEC_GPC", ""),
+                                         "DNT": environ.get("HTTP_DNT", "")})
     if not decision.enabled:
         relay.spool.count([(c.DISABLED, decision.source or "server", 1)])
         return DISABLED
@@ -86,14 +87,15 @@ def _ingest(relay: Relay, environ: dict) -> Answer:
         batch = validate_batch(body, cfg.max_records_per_request)
     except EnvelopeError as err:
         raise _Refused(400, str(err), "invalid_envelope") from None
-    texts = [relay.codec.encode(record) for record in batch.records]
+    texts = relay.codec.encode(batch.records)
     if not relay.spool.store(texts, [(c.REJECTED, reason, 1) for reason in batch.rejected],
                              limit=cfg.spool_max_records):
         raise _Refused(503, "the relay's spool is full because the upstream is not taking "
                             "records; try again later", "spool_full",
                        (("Retry-After", str(RETRY_AFTER_FULL)),))
-    return Answer.json(200, {"status": "success", "accepted": len(texts),
-                             "rejected": len(batch.rejected)})
+    # jsonify's text, written directly: the two numbers are its only variable part.
+    return Answer(200, b'{"status":"success","accepted":%d,"rejected":%d}\n'
+                  % (len(texts), len(batch.rejected)))
 
 
 # -- the request, step by step ----------------------------------------------------------------

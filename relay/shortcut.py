@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .app import Relay
 
 WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
+_STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 
 
 class IngestShortcut:
@@ -43,8 +44,7 @@ class IngestShortcut:
             answer = ingest(self.relay, environ)
         except Exception as err:  # noqa: BLE001 - a fault of ours, answered as Flask would
             answer = internal_error(err, "POST", self.path or "")
-        status = HTTPStatus(answer.status)
-        start_response(f"{status.value} {status.phrase}", [
+        start_response(_STATUS_LINES[answer.status], [
             ("Content-Type", "application/json"), ("Content-Length", str(len(answer.body))),
             *answer.headers, *SECURITY_HEADERS])
         return [answer.body]

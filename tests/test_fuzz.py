@@ -214,7 +214,7 @@ def test_a_schema_that_allows_more_keeps_records_as_data_lines(
     assert not codec.compact_is_safe()
     loose = Codec(ENCODER_SERVER)
     record = make_record(params={"componentId": 'a"b\\c'})
-    text = loose.encode(copy.deepcopy(record))
+    [text] = loose.encode([copy.deepcopy(record)])
     assert text.startswith("{") and json.loads(loose.data_line(text))["params"] == json.dumps(
         record["params"], sort_keys=True, separators=(",", ":"))
     # And the shape check, whose values are joined by tabs, leaves such a field to the
@@ -229,7 +229,7 @@ def test_every_data_line_is_exactly_to_data(record: dict) -> None:
     """The codec's stored text reads back as what json.dumps(to_data(record)) would mean."""
     sent = record.get("event_id") if isinstance(record, dict) else None
     for valid in validate_batch({"records": [record]}, 10).records:
-        stored = ENCODER.encode(valid)
+        [stored] = ENCODER.encode([valid])
         # The browser's event_id, canonical; a new one when it sent none.
         if sent is None:
             assert uuid.UUID(valid["event_id"]).version == 4
@@ -244,8 +244,7 @@ def test_every_data_line_is_exactly_to_data(record: dict) -> None:
 @settings(max_examples=200, deadline=None)
 @given(records=st.lists(st.one_of(mutated_records(), st.builds(make_record)), max_size=30))
 def test_a_row_reads_back_as_its_records_do(records: list[dict]) -> None:
-    stored = [ENCODER.encode(valid)
-              for valid in validate_batch({"records": records}, 100).records]
+    stored = ENCODER.encode(validate_batch({"records": records}, 100).records)
     if stored:
         assert ENCODER.read_row("\n".join(stored), len(stored)) == (
             [ENCODER.event_id(t) for t in stored], [ENCODER.data_line(t) for t in stored])
@@ -253,6 +252,6 @@ def test_a_row_reads_back_as_its_records_do(records: list[dict]) -> None:
 
 def test_the_compact_form_holds_the_stored_fields_in_their_order() -> None:
     record = make_record()
-    assert ENCODER.encode(copy.deepcopy(record)).split("\t") == [
+    assert ENCODER.encode([copy.deepcopy(record)])[0].split("\t") == [
         record["params"][name.removeprefix("params.")] if name.startswith("params.")
         else str(record[name]) for name in STORED_FIELDS]
