@@ -78,6 +78,7 @@ class Codec:
                 '"installation_id":"\0","session_id":"\0",' + tail)
         self._pieces = line.split("\0")  # JSON text holds no raw NUL to be mistaken for one
         assert len(self._pieces) == len(STORED_FIELDS) + 1
+        self._template = "%s".join(piece.replace("%", "%%") for piece in self._pieces)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -109,11 +110,7 @@ class Codec:
 
     def data_line(self, text: str) -> str:
         """The DATA line of one stored record."""
-        if text[0] == "{":
-            return text
-        pieces = self._pieces
-        values = text.split("\t")
-        return "".join(p for pair in zip(pieces, values, strict=False) for p in pair) + pieces[-1]
+        return text if text[0] == "{" else self._template % tuple(text.split("\t"))
 
     def read_row(self, data: str, n: int) -> tuple[list[str], list[str]]:
         """The event ids and DATA lines of a spool row of n records (one a line)."""

@@ -43,7 +43,7 @@ class IngestShortcut:
             self.on_request()
             answer = ingest(self.relay, environ)
         except Exception as err:  # noqa: BLE001 - a fault of ours, answered as Flask would
-            answer = internal_error(err, "POST", self.path or "")
+            answer = internal_error(err, "POST", environ["PATH_INFO"])
         start_response(_STATUS_LINES[answer.status], [
             ("Content-Type", "application/json"), ("Content-Length", str(len(answer.body))),
             *answer.headers, *SECURITY_HEADERS])

@@ -58,9 +58,8 @@ def _segment(field: fields.Field) -> str | None:
     The segments are joined by tabs, so a field whose declared alphabet is unknown or holds a
     tab has none: its value could run into the next one.
     """
-    chars = alphabet(field)
-    if type(field) is not fields.String or len(field.validators) != 1 or chars is None \
-            or "\t" in chars:
+    chars = alphabet(field)  # None unless a String field declares one
+    if chars is None or "\t" in chars or len(field.validators) != 1:
         return None
     check = field.validators[0]
     if isinstance(check, FullMatch):

@@ -36,6 +36,10 @@ let cfg;
 let reason = 'server';
 /** @type {TelemetryRecord[]} */
 let queue = [];
+// The tab session's last records: read when the page starts, written when it is hidden or
+// left, so a click costs no storage round trip.
+/** @type {TelemetryRecord[]} */
+let recent = [];
 let timer = 0;
 let retryAt = 0;
 let failures = 0;
@@ -91,6 +95,7 @@ function decide() {
 function off(why) {
   reason = why;
   queue = [];
+  recent = [];
   clearTimeout(timer);
   timer = 0;
   try {
@@ -134,10 +139,8 @@ export function logEvent(e) {
     event_id: uuid(),
   };
   if (dev) console.log('[ui-telemetry]', record);
-  try {
-    // The tab session's list, not this page's: the Settings page is another page.
-    ss().setItem(RECENT_KEY, JSON.stringify([...getRecentEvents(), record].slice(-RECENT)));
-  } catch {}
+  recent.push(record);
+  if (recent.length > RECENT) recent.shift();
   push([record]);
   if (queue.length >= BATCH && !blocked) flush();
   else schedule(cfg.flushIntervalMs);
@@ -252,6 +255,15 @@ function retry(batch, after) {
   if (online()) schedule(0);
 }
 
+/** The page is being hidden or left: its records for the tab's next page, the queue out. */
+function leave() {
+  if (!reason)
+    try {
+      ss().setItem(RECENT_KEY, JSON.stringify(recent));
+    } catch {}
+  flush(true);
+}
+
 /** Keep for the next page load what could not leave with this one, under a key of its own:
  * two tabs saving at once never overwrite each other's records. */
 function save() {
@@ -328,7 +340,10 @@ function start() {
   reason = decide();
   if (reason) off(reason);
   else {
-    dev = ls().getItem(DEV) == 'true';
+    try {
+      dev = ls().getItem(DEV) == 'true';
+      recent = JSON.parse(ss().getItem(RECENT_KEY) || '[]');
+    } catch {}
     resend();
   }
   // Capture phase: a page's stopPropagation cannot hide an interaction from us, and the
@@ -337,7 +352,7 @@ function start() {
   on(document, 'click', (e) => {
     const t = e.target.closest?.('[data-component-id]');
     // Form fields report onValueChange instead: one record per interaction.
-    if (t && !(/^(SELECT|TEXTAREA)$/.test(t.tagName) || (t.tagName == 'INPUT' && !/^(button|submit|reset|image)$/.test(t.type))))
+    if (t && !t.matches('select,textarea,input:not([type=button],[type=submit],[type=reset],[type=image])'))
       fromElement(t, 'onClick');
   });
   on(document, 'change', (e) => {
@@ -349,9 +364,9 @@ function start() {
     if (e.target.dataset?.componentId) fromElement(e.target, 'onSubmit');
   });
   on(document, 'visibilitychange', () => {
-    if (document.visibilityState == 'hidden') flush(true);
+    if (document.visibilityState == 'hidden') leave();
   });
-  on(window, 'pagehide', () => flush(true));
+  on(window, 'pagehide', leave);
   // Back from the back-forward cache: what the pagehide saved can go now.
   on(window, 'pageshow', (e) => {
     if (e.persisted && !reason) resend();
@@ -399,13 +414,7 @@ export const isEnabled = () => !reason;
 /** @returns {OffReason|null} why telemetry is off, or null while it is on */
 export const disabledReason = () => reason;
 /** The last 50 records this tab session sent or queued, for the Settings page. */
-export function getRecentEvents() {
-  try {
-    return JSON.parse(ss().getItem(RECENT_KEY) || '[]');
-  } catch {
-    return [];
-  }
-}
+export const getRecentEvents = () => recent.slice();
 
 /** Remove every listener, observer and timer (tests, or a page that unloads the module). */
 export function shutdown() {

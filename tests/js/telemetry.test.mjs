@@ -139,6 +139,16 @@ describe('capture', () => {
       ['mlflow.test.button', 'button', 'onClick'], ['mlflow.test.button', 'button', 'onClick'], ['mlflow.outer', 'card', 'onClick']]);
   });
 
+  test('a click on a button-like input is an onClick; on any other form field, nothing', async () => {
+    const field = (tag, type) => `<${tag} id="${tag}-${type}" ${type ? `type="${type}"` : ''} data-component-id="mlflow.${tag}.${type}" data-component-type="button">${tag == 'input' ? '' : `</${tag}>`}`;
+    const buttons = ['button', 'submit', 'reset', 'image'];
+    const others = ['', 'text', 'checkbox', 'radio', 'search'];
+    page = await load({ html: [...buttons, ...others].map((t) => field('input', t)).join('') + field('select', '') + field('textarea', '') });
+    for (const el of page.doc.querySelectorAll('[data-component-id]')) el.dispatchEvent(new page.win.MouseEvent('click', { bubbles: true }));
+    const clicks = page.mod.getRecentEvents().filter((r) => r.params.eventType == 'onClick');
+    assert.deepEqual(clicks.map((r) => r.params.componentId), buttons.map((t) => `mlflow.input.${t}`));
+  });
+
   test('onValueChange carries a value only with data-value-has-no-pii', async () => {
     page = await load({ html: `
       <select id="s" data-component-id="mlflow.sort" data-component-type="simple_select" data-value-has-no-pii><option value="name">n</option><option value="date" selected>d</option></select>
@@ -241,6 +251,7 @@ describe('capture', () => {
     const names = (records) => records.map((r) => r.params.componentId);
     const last50 = Array.from({ length: 50 }, (_, i) => `c${i + 20}`);
     assert.deepEqual(names(page.mod.getRecentEvents()), last50);
+    page.win.dispatchEvent(new page.win.Event('pagehide')); // leaving for the next page
     const session = contents(page.win.sessionStorage);
     page.close();
     // The Settings page is another page of the same tab session: it shows them too.
