@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .app import Relay
 from .config import SETTINGS, Config, ConfigError, load_config
-from .sinks import file_url_path
+from .sinks import file_url_path, make_sink
 from .spool import SpoolFormatError
 
 
@@ -55,6 +55,7 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     depth = relay.spool.depth()
     oldest = relay.spool.oldest()
     upstream = relay.forwarder.upstream_url()
+    problem = make_sink(upstream, config.upstream_timeout).check()
     last_error = relay.spool.get_state("last_error")
     report = {
         "telemetry": "on" if decision.enabled else "off",
@@ -62,6 +63,7 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         "config_source": f"remote ({relay.remote.url})" if relay.remote.url
         else "local (environment)",
         "upstream": upstream,
+        "upstream_problem": problem,
         "data_dir": str(config.data_dir),
         "spool_depth": depth,
         "oldest_waiting": None if oldest is None else _age(time.time() - oldest),
@@ -73,6 +75,8 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     print(f"telemetry:      {decision.words}")
     print(f"config source:  {report['config_source']}")
     print(f"upstream:       {upstream}")
+    if problem:
+        print(f"upstream check: {problem}")
     print(f"data directory: {config.data_dir}")
     waiting = f"{depth} record(s) waiting"
     if oldest is not None:

@@ -6,6 +6,7 @@ must work without a restart. Everything else receives this object.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -28,7 +29,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
-def _duration(name: str, raw: str) -> float:
+def parse_duration(name: str, raw: str) -> float:
     match = _DURATION.match(raw)
     if not match:
         raise ConfigError(f"{name}={raw!r} is not a duration: use seconds or a number with "
@@ -75,6 +76,21 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
     return parse
 
 
+def _ingestion_url(name: str, raw: str) -> str:
+    url = _url(("http", "https", "file", "nats"))(name, raw)
+    if url.lower().startswith("nats://"):
+        from .nats_sink import parse_nats_url
+
+        try:
+            parse_nats_url(url)
+        except ValueError as err:
+            raise ConfigError(f"{name}={err}") from None
+        if importlib.util.find_spec("nats") is None:
+            raise ConfigError(f"{name} names a NATS server, and the NATS client is not "
+                              "installed: pip install 'ui-telemetry[nats]'")
+    return url
+
+
 def _text(name: str, raw: str) -> str:
     return raw.strip()
 
@@ -92,9 +108,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RELAY_DATA_DIR", "", _text,
             "Directory for the spool, the file sink and the relay's installation id. "
             "Default: the platform's user data directory (~/.local/share/ui-telemetry on Linux)."),
-    Setting("RELAY_INGESTION_URL", "", _url(("http", "https", "file")),
-            "Where records go: http(s):// upstream in MLflow's format, or file:///path.jsonl. "
-            "Default: file://<data dir>/forwarded.jsonl (nothing leaves the machine)."),
+    Setting("RELAY_INGESTION_URL", "", _ingestion_url,
+            "Where records go: http(s):// upstream in MLflow's format, file:///path.jsonl, or "
+            "nats://HOST:PORT[,HOST:PORT...]/SUBJECT (a JetStream stream; needs "
+            "ui-telemetry[nats]). Default: file://<data dir>/forwarded.jsonl (nothing leaves "
+            "the machine)."),
     Setting("RELAY_CONFIG_URL", "", _url(("http", "https")),
             "Remote config in MLflow's shape; may contain {version}. Unset: local config. "
             "Unreachable: telemetry off (fail closed)."),
@@ -108,13 +126,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Comma-separated componentIds the browser never sends (local config)."),
     Setting("RELAY_UI_FLUSH_INTERVAL_MS", "5000", _int_in(100, 600_000),
             "How often the browser module sends its queue."),
-    Setting("RELAY_SPOOL_MAX_AGE", "7d", _duration,
+    Setting("RELAY_SPOOL_MAX_AGE", "7d", parse_duration,
             "Records waiting longer than this are dropped (and counted)."),
     Setting("RELAY_SPOOL_MAX_RECORDS", "1000000", _int_in(1, 1_000_000_000),
             "Spool capacity; when full, POSTs get 503 with Retry-After."),
-    Setting("RELAY_FLUSH_INTERVAL", "10s", _duration,
+    Setting("RELAY_FLUSH_INTERVAL", "10s", parse_duration,
             "How often the forwarder sends a batch (sooner when 500 records wait)."),
-    Setting("RELAY_UPSTREAM_TIMEOUT", "10s", _duration,
+    Setting("RELAY_UPSTREAM_TIMEOUT", "10s", parse_duration,
             "Timeout of one upstream request."),
     Setting("RELAY_IGNORE_CI", "false", _bool,
             "true: do not switch telemetry off when a CI environment variable is present. "

@@ -165,30 +165,34 @@ class Forwarder:
         due = force or now - self._last_send >= self.config.flush_interval
         if not due and self.spool.depth() < size:
             return min(IDLE_POLL, self.config.flush_interval)
-        rows = self.spool.peek(size)
+        sink = self._sink_for(self.upstream_url())
+        rows = self.spool.peek(max(size, sink.batch_size))
         self._last_send = now
         if not rows:
             return min(IDLE_POLL, self.config.flush_interval)
-        lines, keys = self._new_records(rows)
+        lines, keys, event_ids = self._new_records(rows)
         held = sum(row.n for row in rows)
         duplicates = (c.DUPLICATES, "", held - len(lines))
         if not lines:
             self.spool.remove(rows, [duplicates])
             return 0.0
-        outcome = self._sink_for(self.upstream_url()).send(lines)
+        outcome = sink.send(lines, event_ids)
         if outcome.ok:
             self.backoff.reset()
             self.spool.remove(rows, [(c.FORWARDED, "", len(lines)), duplicates], pack(keys))
             self.seen.add(keys)
-            return 0.0 if held >= size else min(IDLE_POLL, self.config.flush_interval)
+            return 0.0 if self.spool.depth() >= size else \
+                min(IDLE_POLL, self.config.flush_interval)
         self._on_failure(outcome, rows, [(c.DROPPED, "upstream_rejected", len(lines)),
                                          duplicates])
         return 0.0 if outcome.action == "drop" else 1.0
 
-    def _new_records(self, rows: list[Row]) -> tuple[list[str], list[int]]:
-        """The DATA lines of records not delivered before (nor twice in these rows)."""
+    def _new_records(self, rows: list[Row]) -> tuple[list[str], list[int], list[str]]:
+        """The DATA lines of records not delivered before (nor twice in these rows), with
+        their ids as ints and as text."""
         lines: list[str] = []
         keys: list[int] = []
+        ids: list[str] = []
         fresh: set[int] = set()
         seen = self.seen
         for row in rows:
@@ -200,14 +204,16 @@ class Forwarder:
                 fresh.update(row_keys)
                 keys += row_keys
                 lines += row_lines
+                ids += event_ids
                 continue
-            for k, line in zip(row_keys, row_lines, strict=True):
+            for k, line, event_id in zip(row_keys, row_lines, event_ids, strict=True):
                 if k in seen or k in fresh:
                     continue
                 fresh.add(k)
                 keys.append(k)
                 lines.append(line)
-        return lines, keys
+                ids.append(event_id)
+        return lines, keys, ids
 
     def _on_failure(self, outcome: Outcome, rows: list[Row], dropped: list[Count]) -> None:
         self._note_error(outcome.kind, outcome.detail)

@@ -1,4 +1,5 @@
-"""Where records go: an http(s) upstream in MLflow's ingestion format, or a JSON-lines file.
+"""Where records go: an http(s) upstream in MLflow's ingestion format, a JSON-lines file, or a
+NATS JetStream stream (relay.nats_sink).
 
 A sink answers every send with an Outcome; it never raises for an upstream's failure. The
 upstream request is built from nothing but the records: no header of any browser request exists
@@ -40,18 +41,25 @@ DONE = Outcome(True)
 
 class Sink(Protocol):
     url: str
+    batch_size: int  # the most records one send() carries
 
-    def send(self, data_lines: list[str]) -> Outcome: ...
+    def send(self, data_lines: list[str], event_ids: list[str]) -> Outcome:
+        """Deliver the DATA lines (event_ids: each line's, in order)."""
+
+    def check(self) -> str | None:
+        """A problem with this upstream, in words, that `ui-telemetry status` reports."""
 
 
 class FileSink:
     """file:///path.jsonl: one DATA object a line, fsynced before the spool forgets it."""
 
+    batch_size = 500
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.path = file_url_path(url)
 
-    def send(self, data_lines: list[str]) -> Outcome:
+    def send(self, data_lines: list[str], event_ids: list[str]) -> Outcome:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:
@@ -62,6 +70,12 @@ class FileSink:
             return Outcome(False, "retry", "file_error", f"cannot write {self.path}: "
                            f"{err.strerror or err}")
         return DONE
+
+    def check(self) -> str | None:
+        directory = self.path.parent
+        if directory.exists() and not os.access(directory, os.W_OK):
+            return f"cannot write to {directory}"
+        return None
 
 
 def file_url_path(url: str) -> Path:
@@ -84,6 +98,8 @@ def parse_retry_after(value: str | None) -> float | None:
 class HttpSink:
     """http(s)://: POST {"records": [{"data": DATA, "partition-key": <32 hex>}]}."""
 
+    batch_size = 500  # MLflow's: its ingestion takes at most this many records a request
+
     def __init__(self, url: str, timeout: float) -> None:
         self.url = url
         self.timeout = timeout
@@ -100,7 +116,7 @@ class HttpSink:
                          for line in data_lines)
         return f'{{"records":[{items}]}}'.encode()
 
-    def send(self, data_lines: list[str]) -> Outcome:
+    def send(self, data_lines: list[str], event_ids: list[str]) -> Outcome:
         body = self.body(data_lines)
         cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
         conn = cls(self._host, self._port, timeout=self.timeout)
@@ -137,8 +153,17 @@ class HttpSink:
         return Outcome(False, "drop", f"http_{status}", detail)
 
 
+    def check(self) -> str | None:
+        return None  # not probed: a request would be a delivery
+
+
 def make_sink(url: str, timeout: float) -> Sink:
-    if url.lower().startswith("file://"):
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "file":
         return FileSink(url)
+    if scheme == "nats":
+        from .nats_sink import NatsSink
+
+        return NatsSink(url, timeout)
     return HttpSink(url, timeout)
 

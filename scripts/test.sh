@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a fresh machine, then runs every test:
-# ruff, the JavaScript unit tests (node --test), and pytest (relay, gunicorn, browser e2e).
+# ruff, the JavaScript unit tests (node --test), and pytest (relay, gunicorn, JetStream, browser
+# e2e).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "== installing Debian's chromium for the browser tests"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+# Debian packages the tests need: Chromium for the browser journeys, nats-server for the
+# JetStream cluster.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing Debian's ${missing[*]} for the tests"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 echo "== python environment (.venv)"

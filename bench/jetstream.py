@@ -1,0 +1,172 @@
+"""Forwarding to a JetStream R3 stream against forwarding to the HTTP upstream. Prints figures.
+
+    python bench/jetstream.py [--records 100000] [--rounds 2] [--latency-records 4000]
+
+1. Forwarding rate: a spool holding --records records (written in-process, as POSTs write it)
+   is drained by `ui-telemetry serve --workers 2` into (a) an R3 stream on a local 3-node
+   NATS cluster and (b) the HTTP capture upstream of the tests, rounds alternating. The rate is
+   counted from the first record's arrival upstream to the last's, so start-up is left out.
+   For scale, a bare nats-py publisher's rate into the same stream, with nothing else running.
+2. Latency: records posted in batches of 20 to a relay forwarding to the stream with
+   RELAY_FLUSH_INTERVAL=0.1s; for each record, the stream's timestamp of its message minus the
+   moment the relay answered its POST: p50 and p99.
+
+Every server listens on 127.0.0.1; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from relay.config import ENDPOINT, load_config  # noqa: E402
+from relay.policy import CI_VARIABLES  # noqa: E402
+from tests.nats_cluster import Cluster  # noqa: E402
+from tests.support import CaptureUpstream, RelayServer, http_post, make_record  # noqa: E402
+
+STREAM, SUBJECT = "BENCH", "bench.telemetry"
+LATENCY_STREAM, LATENCY_SUBJECT = "BENCH_LATENCY", "bench.latency"
+
+
+def prefill(data_dir: Path, n: int) -> None:
+    """n records in the spool, stored by the relay's own ingest (its forwarder not running)."""
+    from relay import create_app
+
+    app = create_app(load_config({"RELAY_DATA_DIR": str(data_dir)}), start_forwarder=False)
+    client = app.test_client()
+    for _ in range(n // 20):
+        resp = client.post(ENDPOINT, json={"records": [make_record() for _ in range(20)]})
+        assert resp.get_json()["accepted"] == 20, resp.get_data()
+
+
+def drain(data_dir: Path, url: str, n: int, arrived: object) -> float:
+    """Records a second from the first arrival to the n-th, draining a pre-filled spool."""
+    server = RelayServer(data_dir, {"RELAY_INGESTION_URL": url, "RELAY_FLUSH_INTERVAL": "10s"},
+                         workers=2)
+    server.start()
+    try:
+        deadline = time.monotonic() + 300
+        first_at, first = None, 0
+        while time.monotonic() < deadline:
+            got = arrived()  # type: ignore[operator]
+            now = time.monotonic()
+            if got > 0 and first_at is None:
+                first_at, first = now, got
+            if got >= n:
+                assert first_at is not None
+                return (n - first) / max(now - first_at, 1e-6)
+            time.sleep(0.02)
+        raise SystemExit(f"only {arrived()} of {n} records arrived in 300 s")  # type: ignore[operator]
+    finally:
+        server.stop()
+
+
+def latency(cluster: Cluster, root: Path, n: int) -> list[float]:
+    server = RelayServer(root / "latency", {
+        "RELAY_INGESTION_URL": f"nats://{cluster.url}/{LATENCY_SUBJECT}",
+        "RELAY_FLUSH_INTERVAL": "0.1s"}, workers=2)
+    server.start()
+    acked: dict[str, float] = {}
+    try:
+        for _ in range(n // 20):
+            records = [make_record() for _ in range(20)]
+            status, _ = http_post(server.port, ENDPOINT, {"records": records})
+            at = time.time()
+            if status == 200:
+                acked.update((r["event_id"], at) for r in records)
+            time.sleep(0.01)
+        deadline = time.monotonic() + 120
+        while cluster.count(LATENCY_STREAM) < len(acked) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    return [m["time"].timestamp() - acked[m["msg_id"]]
+            for m in cluster.messages(LATENCY_STREAM, LATENCY_SUBJECT) if m["msg_id"] in acked]
+
+
+def bare_publisher(cluster: Cluster, n: int) -> float:
+    """Messages a second that nats-py alone gets acknowledged by the R3 stream: the ceiling."""
+    import asyncio
+    import json
+
+    import nats
+
+    async def run() -> float:
+        nc = await nats.connect(servers=[f"nats://{h}" for h in cluster.url.split(",")])
+        js = nc.jetstream(publish_async_max_pending=1000)
+        line = json.dumps(make_record()).encode()
+        start = time.perf_counter()
+        futures = [await js.publish_async(f"{SUBJECT}", line, headers={"Nats-Msg-Id": f"b{i}"})
+                   for i in range(n)]
+        await asyncio.gather(*futures)
+        rate = n / (time.perf_counter() - start)
+        await nc.close()
+        return rate
+
+    return asyncio.run(run())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--latency-records", type=int, default=4000)
+    args = parser.parse_args()
+    for name in CI_VARIABLES:  # a server's usual environment
+        os.environ.pop(name, None)
+    os.environ["RELAY_IGNORE_CI"] = "false"
+    root = Path(tempfile.mkdtemp(prefix="bench-jetstream-"))
+    cluster = Cluster(root / "nats").start()
+    upstream = CaptureUpstream()
+    try:
+        cluster.add_stream(STREAM, SUBJECT)
+        cluster.add_stream(LATENCY_STREAM, LATENCY_SUBJECT)
+        rates: dict[str, list[float]] = {"jetstream": [], "http": []}
+        sent_to_stream = 0
+        for r in range(args.rounds):
+            for sink in ("jetstream", "http"):
+                data_dir = root / f"{sink}-{r}"
+                prefill(data_dir, args.records)
+                if sink == "jetstream":
+                    before = sent_to_stream
+                    url = f"nats://{cluster.url}/{SUBJECT}"
+                    rate = drain(data_dir, url, args.records,
+                                 lambda b=before: cluster.count(STREAM) - b)
+                    sent_to_stream += args.records
+                else:
+                    upstream.requests.clear()
+                    rate = drain(data_dir, upstream.url, args.records, lambda: sum(
+                        len(c.body["records"]) for c in list(upstream.requests)))
+                rates[sink].append(rate)
+        print(f"1. forwarding a spool of {args.records} records, `ui-telemetry serve --workers 2`, "
+              f"{args.rounds} alternating rounds")
+        for sink, label in (("jetstream", "JetStream R3, 3 local nodes"),
+                            ("http", "HTTP upstream (capture server)")):
+            values = ", ".join(f"{v:,.0f}" for v in rates[sink])
+            print(f"   {label:32} {statistics.median(rates[sink]):9,.0f} records/s  "
+                  f"(rounds: {values})")
+        ratio = statistics.median(rates["jetstream"]) / statistics.median(rates["http"])
+        print(f"   JetStream / HTTP = {ratio:.2f}  (goal >= 1.0)")
+        print(f"   the stream's ceiling here: a bare nats-py publisher, nothing else running: "
+              f"{bare_publisher(cluster, 20_000):,.0f} messages/s")
+        lat = sorted(latency(cluster, root, args.latency_records))
+        p50 = lat[len(lat) // 2] * 1e3
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3
+        print(f"2. relay's acknowledgement to the stream's, {len(lat)} records, batches of 20, "
+              f"RELAY_FLUSH_INTERVAL=0.1s: p50 {p50:.0f} ms  p99 {p99:.0f} ms")
+    finally:
+        upstream.close()
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
