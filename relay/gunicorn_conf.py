@@ -7,38 +7,12 @@ below makes neither possible.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
 from gunicorn.glogging import Logger
 
-# IPv4, and IPv6 written with colons (at least two groups), wherever they stand in a message.
-_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
-_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-_IP_FIELD = re.compile(r"\bip=\S*")
-_QUERY = re.compile(r"\?\S*")
-# A repr() of client text, as gunicorn's parse errors quote the raw request line or header.
-_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
-# gunicorn's "Invalid request from ip=...: <error>": of the error, only its kind is kept (the
-# words before its first colon or parenthesis), never what it quotes of the request.
-_INVALID = re.compile(r"Invalid request from ip=\S*: ([^:(']*)")
-# gunicorn's "Error handling request <method> <uri>": the URI is the client's text.
-_HANDLING = "Error handling request"
-
-
-def scrub(message: str) -> str:
-    """Remove client addresses, query strings and quoted request text from a log message."""
-    invalid = _INVALID.match(message)
-    if invalid:
-        return f"Invalid request from ip=[scrubbed]: {invalid.group(1).strip()}"
-    if message.startswith(_HANDLING):
-        return _HANDLING
-    message = _IP_FIELD.sub("ip=[scrubbed]", message)
-    message = _QUOTED.sub("[quoted]", message)
-    message = _IPV4.sub("[address]", message)
-    message = _IPV6.sub("[address]", message)
-    return _QUERY.sub("?[query]", message)
+from .scrub import access_path, scrub
 
 
 class ScrubbingLogger(Logger):
@@ -51,7 +25,7 @@ class ScrubbingLogger(Logger):
         # that matched nothing (404) is any text a client chose, so it is not written.
         status = str(resp.status).split(None, 1)[0]
         millis = request_time.seconds * 1000 + request_time.microseconds // 1000
-        path = "[unknown path]" if status == "404" else environ.get("PATH_INFO", "-")
+        path = access_path(environ.get("PATH_INFO", "-"), status)
         self.access_log.info("%s %s %s %s %sms", environ.get("REQUEST_METHOD", "-"),
                              path, status, getattr(resp, "sent", "-"), millis)
 

@@ -1,0 +1,114 @@
+"""`mlflow server --app-name ui-telemetry`: MLflow's own UI telemetry routes answered by the relay.
+
+MLflow's UI, unchanged, posts its records from a SharedWorker to MLflow's two Flask endpoints,
+`serve_get_ui_telemetry` and `serve_post_ui_telemetry`, which already carry `--static-prefix`.
+A second URL rule for the same path would never match (the first rule wins), so the plugin
+takes the endpoints' view functions over. Everything else of MLflow stays as it was: its pages
+(with no Content-Security-Policy of ours), its security checks, its /health and /metrics. The
+relay's own health and metrics sit at {prefix}/ui-telemetry/health and /ui-telemetry/metrics.
+
+MLflow's worker sends its whole queue every 30 s and puts back, for ever, any batch answered
+with anything but a 2xx. So an answer it must not retry (a refused body: bad JSON, too large, a
+wrong content type, a cross-site Origin, a fault of ours) comes as a 200 whose body still says
+"error" and why, and is counted. Only a full spool answers 503: the worker's retry is then
+what should happen. Its batches are whatever 30 s of clicking gathered, so the plugin takes
+bodies up to 16 MiB and any number of records.
+
+MLflow calls a plain function as a factory: under uvicorn (its default) the factory returns the
+ASGI app MLflow builds around its Flask app; under gunicorn or waitress, the Flask app itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Flask, Response, current_app, request
+
+from . import api
+from .app import Relay
+from .config import load_config
+from .ingest import Answer, ingest, internal_error
+from .scrub import ScrubFilter
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_RECORDS = 1_000_000  # no limit of its own: the body's size bounds it
+# The loggers of the servers MLflow runs: their access and error lines carry addresses,
+# request lines and query strings unless scrubbed.
+SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn", "gunicorn.access",
+                  "gunicorn.error", "waitress")
+
+
+def create_app() -> Any:
+    """The `ui-telemetry` entry point of the `mlflow.app` group."""
+    from mlflow.server import app
+
+    install(app)
+    if os.environ.get("_MLFLOW_SGI_NAME") == "uvicorn":
+        from mlflow.server.fastapi_app import create_fastapi_app
+
+        return create_fastapi_app(app)
+    return app
+
+
+def create_basic_auth_app() -> Any:
+    """The `ui-telemetry-basic-auth` entry point: the relay inside MLflow's basic-auth app,
+    which returns the ASGI or Flask app as the server needs."""
+    from mlflow.server import app
+    from mlflow.server.auth import create_app as basic_auth
+
+    install(app)
+    return basic_auth(app)
+
+
+def install(app: Flask) -> Relay:
+    """Put the relay behind MLflow's UI telemetry routes of `app`."""
+    prefix = os.environ.get("_MLFLOW_STATIC_PREFIX", "")  # what --static-prefix sets
+    relay = Relay(load_config(static_prefix=prefix.rstrip("/"), max_body_bytes=MAX_BODY_BYTES,
+                              max_records_per_request=MAX_RECORDS))
+    app.extensions["ui_telemetry"] = relay
+    app.view_functions["serve_get_ui_telemetry"] = _get_config
+    app.view_functions["serve_post_ui_telemetry"] = _post_records
+    app.add_url_rule(f"{prefix.rstrip('/')}/ui-telemetry/health", "ui_telemetry_health",
+                     api.health, methods=["GET"])
+    app.add_url_rule(f"{prefix.rstrip('/')}/ui-telemetry/metrics", "ui_telemetry_metrics",
+                     api.metrics, methods=["GET"])
+    scrub_server_logs()
+    return relay
+
+
+def scrub_server_logs() -> None:
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ScrubFilter) for f in logger.filters):
+            logger.addFilter(ScrubFilter())
+
+
+def for_mlflow_worker(answer: Answer) -> Answer:
+    """The answer as MLflow's worker must get it: a 200 for anything it must not send again."""
+    if answer.status == 503:
+        return answer  # the spool is full: trying again later is right
+    if answer.status >= 400:
+        return Answer(200, answer.body, answer.headers)
+    return answer
+
+
+def _relay() -> Relay:
+    relay: Relay = current_app.extensions["ui_telemetry"]
+    relay.forwarder.start()  # in this worker process, after any fork; a no-op once running
+    return relay
+
+
+def _get_config() -> Response:
+    _relay()
+    return api.get_config()
+
+
+def _post_records() -> Response:
+    relay = _relay()
+    try:
+        answer = ingest(relay, request.environ)
+    except Exception as err:  # noqa: BLE001 - MLflow's error handlers would word it for a person
+        answer = internal_error(err, request.method, request.path)
+    return api.response(for_mlflow_worker(answer))
