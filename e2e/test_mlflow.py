@@ -214,3 +214,55 @@ def urlopen(url: str):  # noqa: ANN201 - a context manager of urllib's
 def urllib_get(url: str) -> str:
     with urlopen(url) as resp:
         return resp.read().decode()
+
+
+ADMIN = ("admin", "Telemetry-admin-2026")
+
+
+def basic_auth_env(root: Path, password: str | None = ADMIN[1]) -> dict[str, str]:
+    """MLflow's basic-auth settings: its auth store in `root`, a secret key, the first
+    admin's password (or none)."""
+    root.mkdir(parents=True, exist_ok=True)
+    ini = root / "basic_auth.ini"
+    ini.write_text("[mlflow]\ndefault_permission = READ\n"
+                   f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
+                   f"admin_username = {ADMIN[0]}\n")
+    env = {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-key"}
+    if password:
+        env["MLFLOW_AUTH_ADMIN_PASSWORD"] = password
+    return env
+
+
+def test_inside_mlflows_basic_auth_app(tmp_path: Path, browser: Browser) -> None:
+    # Two workers bootstrap a new auth store and its admin as they load: they take turns.
+    server = MlflowServer(tmp_path / "mlflow", app_name="ui-telemetry-basic-auth",
+                          env=basic_auth_env(tmp_path / "auth"), auth=ADMIN).start()
+    try:
+        # MLflow's own check comes first: without credentials nothing reaches the relay.
+        status, _, _ = post(server, json.dumps({"records": [make_record()]}).encode())
+        assert status == 401
+        assert server.get_config()["disable_ui_telemetry"] is False
+        context = browser.new_context(http_credentials={"username": ADMIN[0],
+                                                        "password": ADMIN[1]})
+        page = context.new_page()
+        page.goto(server.base + "/#/experiments")
+        page.get_by_test_id("create-experiment-button").click()
+        try:
+            wait_for(lambda: CREATE in server.component_ids(), timeout=45, interval=1)
+        finally:
+            context.close()
+        assert len(server.forwarded()) == 1
+    finally:
+        server.stop()
+    assert server.logs().count("Created admin user 'admin'") == 1
+    assert "Traceback" not in server.logs()
+
+
+def test_basic_auth_without_an_admin_password_stops_with_one_clear_error(
+        tmp_path: Path) -> None:
+    server = MlflowServer(tmp_path / "mlflow", app_name="ui-telemetry-basic-auth",
+                          env=basic_auth_env(tmp_path / "auth", password=None))
+    with pytest.raises(AssertionError, match="mlflow server exited"):
+        server.start()  # rather than uvicorn restarting the workers for ever
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD" in server.logs()
+    assert server.logs().count("Stopping the server.") <= 2  # once per worker, no loop

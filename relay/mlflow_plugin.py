@@ -20,8 +20,15 @@ ASGI app MLflow builds around its Flask app; under gunicorn or waitress, the Fla
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import multiprocessing
 import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, current_app, request
@@ -53,13 +60,46 @@ def create_app() -> Any:
 
 
 def create_basic_auth_app() -> Any:
-    """The `ui-telemetry-basic-auth` entry point: the relay inside MLflow's basic-auth app,
-    which returns the ASGI or Flask app as the server needs."""
-    from mlflow.server import app
-    from mlflow.server.auth import create_app as basic_auth
+    """The `ui-telemetry-basic-auth` entry point: the relay inside MLflow's basic-auth app.
 
-    install(app)
-    return basic_auth(app)
+    MLflow's CLI bootstraps the auth store and its admin user before it starts the workers only
+    for the literal app name `basic-auth`; for any other name each worker does it as it loads.
+    Two workers migrating one auth database at once can fail, so the workers of one data dir
+    take turns. A setting that is missing (the secret key, the first admin password) would make
+    uvicorn restart the failing worker for ever: the worker says why once and stops the server.
+    """
+    from mlflow.server import app
+
+    relay = install(app)
+    try:
+        from mlflow.server.auth import create_app as basic_auth  # needs mlflow[auth]
+
+        with _one_worker_at_a_time(relay.config.data_dir / "mlflow-auth-bootstrap.lock"):
+            return basic_auth(app)  # returns the ASGI or Flask app as the server needs
+    except Exception as err:
+        _stop_the_server(err)
+        raise
+
+
+@contextlib.contextmanager
+def _one_worker_at_a_time(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _stop_the_server(err: Exception) -> None:
+    """Under uvicorn's supervisor (its worker processes are multiprocessing children) a worker
+    that fails to load is started again and again; end the supervisor instead."""
+    parent = multiprocessing.parent_process()
+    if os.environ.get("_MLFLOW_SGI_NAME") == "uvicorn" and parent is not None:
+        print(f"ui-telemetry-basic-auth: MLflow's basic-auth app could not start: {err}\n"
+              "Stopping the server.", file=sys.stderr, flush=True)
+        os.kill(parent.pid, signal.SIGTERM)
 
 
 def install(app: Flask) -> Relay:

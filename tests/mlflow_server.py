@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -23,7 +24,8 @@ class MlflowServer:
 
     def __init__(self, root: Path, app_name: str | None = "ui-telemetry", workers: int = 2,
                  static_prefix: str = "", gunicorn: bool = False,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None,
+                 auth: tuple[str, str] | None = None) -> None:
         self.root = root
         self.data_dir = root / "relay-data"
         self.port = free_port()
@@ -47,6 +49,10 @@ class MlflowServer:
                          "RELAY_FLUSH_INTERVAL": "0.5s",
                          "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})})
         self.app_name = app_name
+        self.headers = {}
+        if auth:  # basic auth: MLflow's own check comes before every route but /health
+            token = base64.b64encode(":".join(auth).encode()).decode()
+            self.headers["Authorization"] = f"Basic {token}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -67,7 +73,8 @@ class MlflowServer:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"mlflow server exited:\n{self.logs()[-3000:]}")
         try:
-            with urllib.request.urlopen(self.base + path, timeout=2) as resp:
+            request = urllib.request.Request(self.base + path, headers=self.headers)
+            with urllib.request.urlopen(request, timeout=2) as resp:
                 return resp.status == 200
         except (OSError, urllib.error.URLError):
             return False
@@ -85,8 +92,9 @@ class MlflowServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def get_config(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.base + "/ajax-api/3.0/mlflow/ui-telemetry",
-                                    timeout=10) as resp:
+        request = urllib.request.Request(self.base + "/ajax-api/3.0/mlflow/ui-telemetry",
+                                         headers=self.headers)
+        with urllib.request.urlopen(request, timeout=10) as resp:
             return json.loads(resp.read())
 
     def forwarded(self) -> list[dict[str, Any]]:
