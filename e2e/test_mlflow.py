@@ -29,7 +29,7 @@ CANARIES = {"X-Forwarded-For": "203.0.113.91", "Forwarded": "for=198.51.100.17;p
             "Cookie": "session=cookiecanary4711", "User-Agent": "Mozilla/5.0 UAcanary0815",
             "Referer": "http://127.0.0.1/secret-project-refcanary"}
 CANARY_WORDS = (CLIENT_ADDRESS, "203.0.113.91", "198.51.100.17", "cookiecanary4711",
-                "UAcanary0815", "refcanary", "querycanary9999")
+                "UAcanary0815", "refcanary", "querycanary9999", "origincanary", "hostcanary")
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +117,13 @@ def test_canaries_from_another_address_reach_no_output(tmp_path: Path) -> None:
                                          source=CLIENT_ADDRESS)
             assert status == 200 and payload["accepted"] == 2
             answers.append(text)
+        # MLflow's own host and origin checks refuse these, and log that they did.
+        for refused in ({"Origin": "http://origincanary.example"},
+                        {"Host": "hostcanary.example"}):
+            status, _, text = post(server, json.dumps({"records": [make_record()]}).encode(),
+                                   refused, source=CLIENT_ADDRESS)
+            assert status in (400, 403)
+            answers.append(text)
         waiting = {p.name: p.read_bytes().decode("latin-1")
                    for p in server.data_dir.rglob("*") if p.is_file()}
         for _ in range(25):
@@ -129,6 +136,8 @@ def test_canaries_from_another_address_reach_no_output(tmp_path: Path) -> None:
                **{p.name: p.read_bytes().decode("latin-1")
                   for p in server.data_dir.rglob("*") if p.is_file()}}
     assert "POST /ajax-api/3.0/mlflow/ui-telemetry" in outputs["server output"]
+    assert "Blocked cross-origin request" in outputs["server output"]
+    assert "Rejected request with invalid Host header" in outputs["server output"]
     for name, text in outputs.items():
         for canary in CANARY_WORDS:
             assert canary not in text, f"{canary!r} leaked into {name}"

@@ -41,10 +41,11 @@ from .scrub import ScrubFilter
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_RECORDS = 1_000_000  # no limit of its own: the body's size bounds it
-# The loggers of the servers MLflow runs: their access and error lines carry addresses,
-# request lines and query strings unless scrubbed.
+# The loggers of the servers MLflow runs, and of MLflow's host and origin checks: their lines
+# carry addresses, request lines, query strings and header values unless scrubbed.
 SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn", "gunicorn.access",
-                  "gunicorn.error", "waitress")
+                  "gunicorn.error", "waitress", "mlflow.server.fastapi_security",
+                  "mlflow.server.security")
 
 
 def create_app() -> Any:

@@ -21,6 +21,9 @@ _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
 _INVALID = re.compile(r"Invalid request from ip=\S*: ([^:(']*)")
 # gunicorn's "Error handling request <method> <uri>": the URI is the client's text.
 _HANDLING = "Error handling request"
+# MLflow's security checks name the Host or Origin they refused: header values of the client's.
+_REFUSED = re.compile(r"(Rejected request with invalid Host header|Blocked cross-origin request)"
+                      r"(?::| from) .*")
 
 
 def scrub(message: str) -> str:
@@ -30,6 +33,7 @@ def scrub(message: str) -> str:
         return f"Invalid request from ip=[scrubbed]: {invalid.group(1).strip()}"
     if message.startswith(_HANDLING):
         return _HANDLING
+    message = _REFUSED.sub(r"\1", message)
     message = _IP_FIELD.sub("ip=[scrubbed]", message)
     message = _QUOTED.sub("[quoted]", message)
     message = _IPV4.sub("[address]", message)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from relay.scrub import scrub
+
 from .support import (
     ENDPOINT,
     CaptureUpstream,
@@ -162,3 +164,15 @@ def test_upstream_sees_only_allowed_headers_and_data_fields(
                 "version", "schema_version", "python_version", "operating_system"}
             assert set(json.loads(item["data"]["params"])) == {
                 "componentId", "componentViewId", "componentType", "eventType"}
+
+
+@pytest.mark.parametrize(("line", "kept"), [
+    ("Rejected request with invalid Host header: hostcanary.example:5000",
+     "Rejected request with invalid Host header"),
+    ("Blocked cross-origin request from http://origincanary.example",
+     "Blocked cross-origin request"),
+])
+def test_mlflows_refusals_keep_no_header_value(line: str, kept: str) -> None:
+    # MLflow's host and origin checks log the value they refused; inside `mlflow server` the
+    # plugin's filter keeps only what happened.
+    assert scrub(line) == kept
