@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -13,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .support import free_port, read_sink, wait_for
+from .support import free_port, read_sink, stop_group, wait_for
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 UI_TELEMETRY = str(Path(sys.executable).with_name("ui-telemetry"))
@@ -80,13 +79,7 @@ class MlflowServer:
             return False
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_group(self.proc)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .support import REPO, free_port, wait_for
+from .support import REPO, free_port, stop_group, wait_for
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
@@ -82,13 +82,7 @@ cluster {{
 
     def stop(self) -> None:
         for node in self.nodes:
-            if node.proc is not None and node.proc.poll() is None:
-                os.killpg(node.proc.pid, signal.SIGTERM)
-                try:
-                    node.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(node.proc.pid, signal.SIGKILL)
-                    node.proc.wait(10)
+            stop_group(node.proc, grace=10)
 
     def running(self) -> list[int]:
         return [i for i, n in enumerate(self.nodes) if n.proc is not None and n.proc.poll() is None]
