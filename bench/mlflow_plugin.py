@@ -20,8 +20,6 @@ distributions mlflow[auth] needs that ui-telemetry alone does not, as installed 
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import os
 import re
 import statistics
@@ -38,16 +36,15 @@ from packaging.requirements import Requirement  # noqa: E402
 from relay_throughput import load, load_parser, pct  # noqa: E402
 
 from relay.config import ENDPOINT  # noqa: E402
+from relay.policy import CI_VARIABLES  # noqa: E402
 from tests.mlflow_server import MlflowServer  # noqa: E402
-from tests.support import CaptureUpstream, ConfigServer, make_record  # noqa: E402
+from tests.support import CaptureUpstream, ConfigServer, http_post, make_record  # noqa: E402
 
-# MLflow's telemetry is off while any of these is set (mlflow.telemetry.utils), as it is for
-# the relay's policy; a benchmark run from CI must not measure the "disabled" shortcut.
-CI_VARIABLES = ("PYTEST_CURRENT_TEST", "GITHUB_ACTIONS", "CI", "CIRCLECI", "GITLAB_CI",
-                "JENKINS_URL", "TRAVIS", "TF_BUILD", "BITBUCKET_BUILD_NUMBER",
-                "CODEBUILD_BUILD_ARN", "BUILDKITE", "TEAMCITY_VERSION", "CLOUD_RUN_EXECUTION",
-                "RUNBOT_HOST_URL", "RUNBOT_BUILD_NAME", "RUNBOT_WORKER_ID",
-                "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "RELAY_IGNORE_CI")
+# MLflow's telemetry is off while any of the relay's CI variables or these few of MLflow's own
+# are set (mlflow.telemetry.utils); a benchmark run from CI must not measure "disabled".
+OFF_VARIABLES = (*CI_VARIABLES, "CLOUD_RUN_EXECUTION", "RUNBOT_HOST_URL", "RUNBOT_BUILD_NAME",
+                 "RUNBOT_WORKER_ID", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK",
+                 "RELAY_IGNORE_CI")
 
 SITECUSTOMIZE = '''
 import os
@@ -61,18 +58,13 @@ if base:
 def start(root: Path, name: str, workers: int, env: dict[str, str]) -> MlflowServer:
     server = MlflowServer(root / name, app_name="ui-telemetry" if name == "plugin" else None,
                           workers=workers, env=env)
-    server.env = {k: v for k, v in server.env.items() if k not in CI_VARIABLES}
+    server.env = {k: v for k, v in server.env.items() if k not in OFF_VARIABLES}
     return server.start()
 
 
 def probe(server: MlflowServer) -> dict:
     """One POST, to show each server answers "success" (not "disabled") before it is timed."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    conn.request("POST", ENDPOINT, body=json.dumps({"records": [make_record()]}),
-                 headers={"Content-Type": "application/json"})
-    answer = json.loads(conn.getresponse().read())
-    conn.close()
-    return answer
+    return http_post(server.port, ENDPOINT, {"records": [make_record()]})[1]
 
 
 def closure(name: str, extras: tuple[str, ...] = ()) -> set[str]:

@@ -72,8 +72,7 @@ class MlflowServer:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"mlflow server exited:\n{self.logs()[-3000:]}")
         try:
-            request = urllib.request.Request(self.base + path, headers=self.headers)
-            with urllib.request.urlopen(request, timeout=2) as resp:
+            with self._get(path, timeout=2) as resp:
                 return resp.status == 200
         except (OSError, urllib.error.URLError):
             return False
@@ -85,10 +84,12 @@ class MlflowServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def get_config(self) -> dict[str, Any]:
-        request = urllib.request.Request(self.base + "/ajax-api/3.0/mlflow/ui-telemetry",
-                                         headers=self.headers)
-        with urllib.request.urlopen(request, timeout=10) as resp:
+        with self._get("/ajax-api/3.0/mlflow/ui-telemetry", timeout=10) as resp:
             return json.loads(resp.read())
+
+    def _get(self, path: str, timeout: float):  # noqa: ANN202 - urllib's response
+        request = urllib.request.Request(self.base + path, headers=self.headers)
+        return urllib.request.urlopen(request, timeout=timeout)
 
     def forwarded(self) -> list[dict[str, Any]]:
         return read_sink(self.data_dir)
