@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,11 +45,13 @@ def relay(tmp_path: Path, cluster: Cluster, name: str = "relay",
 
 class Load:
     """Posts batches of 20 records from a thread, bounded in count and time; keeps the
-    event_ids of every record a relay acknowledged (200, accepted)."""
+    event_ids of every record a relay acknowledged (200, accepted), and says what the others
+    got, so that a failing test tells why."""
 
     def __init__(self, servers: list[RelayServer], batches: int, pause: float = 0.01) -> None:
         self.acked: list[str] = []
-        self.refused = 0
+        self.refused: Counter[str] = Counter()
+        self.slowest = 0.0
         self._servers = servers
         self._batches = batches
         self._pause = pause
@@ -65,19 +68,32 @@ class Load:
                 break
             server = self._servers[i % len(self._servers)]
             records = [make_record() for _ in range(20)]
+            began = time.monotonic()
             try:
                 status, body = server.post({"records": records})
-            except OSError:
-                status, body = 0, {}
+            except Exception as err:  # noqa: BLE001 - counted and said, never a dead thread
+                status, body = 0, {"error": type(err).__name__}
+            self.slowest = max(self.slowest, time.monotonic() - began)
             if status == 200 and body.get("accepted") == 20:
                 self.acked += [r["event_id"] for r in records]
             else:
-                self.refused += 1
+                self.refused[f"{status} {body.get('error') or body}"[:200]] += 1
             time.sleep(self._pause)
+
+    def until_acked(self, count: int, timeout: float = 90) -> None:
+        """Wait until `count` records are acknowledged (mid-load, for a fault to strike)."""
+        wait_for(lambda: len(self.acked) >= count or not self.thread.is_alive(),
+                 timeout=timeout)
+        assert len(self.acked) >= count, self.describe()
 
     def join(self) -> None:
         self.thread.join(150)
-        assert not self.thread.is_alive()
+        assert not self.thread.is_alive(), self.describe()
+
+    def describe(self) -> str:
+        return (f"{len(self.acked)} records acknowledged, slowest answer {self.slowest:.1f} s,"
+                f" refused: {dict(self.refused) or 'none'}; relay log: "
+                + " | ".join(s.logs()[-1500:] for s in self._servers))
 
 
 def assert_exactly_once(cluster: Cluster, acked: list[str]) -> None:
@@ -99,7 +115,7 @@ def test_healthy_every_acknowledged_record_is_in_the_stream_once(tmp_path: Path,
     try:
         load = Load([server], 50).start()
         load.join()
-        assert len(load.acked) == 1000
+        assert len(load.acked) == 1000, load.describe()
         assert_exactly_once(cluster, load.acked)
         messages = cluster.messages(STREAM, SUBJECT)
         assert len(messages) == 1000
@@ -114,10 +130,10 @@ def test_a_node_killed_mid_load_loses_and_repeats_nothing(tmp_path: Path,
     server = relay(tmp_path, cluster).start()
     try:
         load = Load([server], 150, pause=0.02).start()
-        wait_for(lambda: len(load.acked) >= 400, timeout=60)
+        load.until_acked(400)
         cluster.kill9(0)  # the other two keep the R3 stream's quorum
         load.join()
-        assert load.refused == 0, "ingest kept answering"
+        assert not load.refused, f"ingest kept answering: {load.describe()}"
         assert_exactly_once(cluster, load.acked)
     finally:
         server.stop()
@@ -129,7 +145,7 @@ def test_a_relay_killed_mid_load_and_restarted_loses_and_repeats_nothing(
     server = relay(tmp_path, cluster).start()
     try:
         first = Load([server], 100, pause=0.005).start()
-        wait_for(lambda: len(first.acked) >= 600, timeout=60)
+        first.until_acked(600)
         server.kill9()
         first.join()
         server.start()  # the same data dir: its spool holds what was not yet acknowledged
@@ -146,13 +162,13 @@ def test_the_whole_cluster_down_then_back_loses_nothing_and_ingest_answers(
     server = relay(tmp_path, cluster).start()
     try:
         load = Load([server], 120, pause=0.03).start()
-        wait_for(lambda: len(load.acked) >= 300, timeout=60)
+        load.until_acked(300)
         cluster.kill9()
         time.sleep(3)
         waiting = json.loads(status(server))["spool_depth"]
         cluster.start()
         load.join()
-        assert load.refused == 0, "ingest answered throughout"
+        assert not load.refused, f"ingest answered throughout: {load.describe()}"
         assert waiting > 0, "records waited in the spool while the cluster was down"
         assert_exactly_once(cluster, load.acked)
     finally:
@@ -188,7 +204,7 @@ def test_two_relays_feed_one_stream_every_record_once(tmp_path: Path, cluster: C
     try:
         load = Load([one, two], 60).start()
         load.join()
-        assert len(load.acked) == 1200
+        assert len(load.acked) == 1200, load.describe()
         assert_exactly_once(cluster, load.acked)
         assert cluster.count(STREAM) == 1200
         installations = {m["data"]["server_installation_id"]
