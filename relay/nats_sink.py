@@ -8,7 +8,8 @@ dropped as duplicates by the stream.
 
 nats-py is asyncio: the sink runs its own event loop in a thread of its own, and the forwarder's
 thread waits for each batch there. Publishing is asynchronous, with at most MAX_PENDING
-acknowledgements outstanding. The client knows every listed server and reconnects across them.
+acknowledgements outstanding; a send fails when nothing more was acknowledged for the upstream
+timeout. The client knows every listed server and reconnects across them.
 nats-py is imported only when a nats:// URL is used: `ui-telemetry serve` needs no NATS otherwise.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 from typing import Any
@@ -23,10 +25,10 @@ from urllib.parse import unquote, urlsplit
 
 from .sinks import DONE, Outcome
 
-MAX_PENDING = 1000  # acknowledgements outstanding at once
-# One send() carries up to this many records: more than MAX_PENDING, so that publishing goes on
-# while the first acknowledgements come back, rather than stopping to wait for each batch.
-BATCH_SIZE = 5000
+MAX_PENDING = 5000  # acknowledgements outstanding at once
+# One send() carries up to this many records: several times MAX_PENDING, so that publishing goes
+# on while acknowledgements come back, and the pipe empties only once per send.
+BATCH_SIZE = 20000
 log = logging.getLogger("relay")
 
 
@@ -42,6 +44,36 @@ def parse_nats_url(url: str) -> tuple[list[str], str]:
     return [f"nats://{h}" for h in hosts], subject
 
 
+class _Batch:
+    """The acknowledgements one send() waits for."""
+
+    def __init__(self, token: str, size: int) -> None:
+        self.token = token
+        self.size = size
+        self.acked = 0
+        self.window = asyncio.Semaphore(MAX_PENDING)
+        self.done = asyncio.Event()
+        self.problem: Outcome | None = None
+        if size == 0:
+            self.done.set()
+
+    def fail(self, problem: Outcome) -> None:
+        """The batch is not all in the stream: stop publishing, and say why."""
+        if self.problem is None:
+            self.problem = problem
+        self.done.set()
+        self.window.release()  # the publishing loop may be waiting for room
+
+
+def _error_of(data: bytes) -> str:
+    """The description of a JetStream API error answer, in its own words."""
+    try:
+        error = json.loads(data)["error"]
+        return f"{error.get('description', 'no description')} (code {error.get('code')})"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "an answer that is not a PubAck"
+
+
 class NatsSink:
     batch_size = BATCH_SIZE
 
@@ -52,16 +84,25 @@ class NatsSink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nc: Any = None
         self._js: Any = None
+        self._inbox = ""
+        self._sends = 0
+        self._batch: _Batch | None = None
 
     # -- the event loop, in a thread of its own ---------------------------------------------
 
-    def _run(self, coro: Any) -> Any:
+    def _run(self, coro: Any, records: int = 0) -> Any:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
             threading.Thread(target=self._loop.run_forever, name="ui-telemetry-nats",
                              daemon=True).start()
-        # The coroutine bounds its own waits; this one only guards against a wedged loop.
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self.timeout * 3 + 10)
+        # The coroutine bounds its own waits; this only guards against a wedged loop, leaving
+        # a batch that goes on being acknowledged (at 100 records/s or more) the time it needs.
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(self.timeout * 3 + 10 + records / 100)
+        except BaseException:
+            future.cancel()
+            raise
 
     async def _connect(self) -> Any:
         import nats
@@ -72,62 +113,90 @@ class NatsSink:
         async def quiet(err: Exception) -> None:  # nats-py would log every reconnect attempt
             log.debug("nats: %s", type(err).__name__)
 
-        # Once connected, the client reconnects across the listed servers for ever; the first
-        # connection is bounded, so a cluster that is down is a failed send, retried later.
+        # Once connected, the client reconnects across the listed servers for ever (and
+        # subscribes again); the first connection is bounded, so a cluster that is down is a
+        # failed send, retried later.
         self._nc = None
-        self._nc = await asyncio.wait_for(nats.connect(
+        nc = await asyncio.wait_for(nats.connect(
             servers=self.servers, connect_timeout=min(self.timeout, 5.0),
             allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
             error_cb=quiet, name="ui-telemetry-relay"), self.timeout)
-        self._js = self._nc.jetstream(timeout=self.timeout,
-                                      publish_async_max_pending=MAX_PENDING)
+        # Every PubAck comes to one inbox subscription. nats-py's own publish_async makes a
+        # future, a token and a semaphore wait for each message, which halves the rate.
+        self._inbox = nc.new_inbox() + "."
+        await nc.subscribe(self._inbox + "*.*", cb=self._on_ack)
+        self._nc = nc
+        self._js = nc.jetstream(timeout=self.timeout)
         return self._js
+
+    async def _on_ack(self, msg: Any) -> None:
+        """One PubAck (or the server's "no responders"), to the send it answers."""
+        batch = self._batch
+        token = msg.subject[len(self._inbox):].partition(".")[0]
+        if batch is None or token != batch.token:
+            return  # a late answer to a send that already gave up
+        batch.window.release()
+        if msg.headers and msg.headers.get("Status") == "503":
+            batch.fail(Outcome(False, "retry", "no_stream", self.no_stream()))
+        elif b'"error":' in msg.data:
+            batch.fail(Outcome(False, "retry", "jetstream_error",
+                               f"JetStream refused: {_error_of(msg.data)}"))
+        else:  # {"stream": ..., "seq": ...}, with "duplicate": true for a repeat
+            batch.acked += 1
+            if batch.acked == batch.size:
+                batch.done.set()
 
     # -- the sink ---------------------------------------------------------------------------
 
     def send(self, data_lines: list[str], event_ids: list[str]) -> Outcome:
-        return self._run(self._send(data_lines, event_ids))
+        return self._run(self._send(data_lines, event_ids), len(data_lines))
 
     async def _send(self, data_lines: list[str], event_ids: list[str]) -> Outcome:
         from nats import errors
-        from nats.js import errors as js_errors
 
         try:
-            js = await self._connect()
+            await self._connect()
         except (errors.NoServersError, OSError, TimeoutError, errors.Error) as err:
             return Outcome(False, "retry", "refused",
                            f"no NATS server of {', '.join(self.servers)} answered "
                            f"({type(err).__name__})")
-        futures: list[asyncio.Future] = []
+        self._sends += 1
+        batch = self._batch = _Batch(str(self._sends), len(data_lines))
+        reply = f"{self._inbox}{batch.token}."
+        publish = self._nc.publish
 
         async def publish_all() -> None:
-            # publish_async waits while MAX_PENDING acknowledgements are outstanding.
-            for line, event_id in zip(data_lines, event_ids, strict=True):
-                futures.append(await js.publish_async(
-                    self.subject, line.encode(), headers={"Nats-Msg-Id": event_id}))
-            await asyncio.gather(*futures)
+            window = batch.window
+            for i, (line, event_id) in enumerate(zip(data_lines, event_ids, strict=True)):
+                if window.locked():  # MAX_PENDING outstanding: wait for one to come back
+                    await asyncio.wait_for(window.acquire(), self.timeout)
+                else:
+                    await window.acquire()  # at once (no task, as wait_for would make)
+                if batch.problem is not None:
+                    return
+                await publish(self.subject, line.encode(), reply=f"{reply}{i}",
+                              headers={"Nats-Msg-Id": event_id})
+            while not batch.done.is_set():
+                before = batch.acked
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(batch.done.wait(), self.timeout)
+                if batch.acked == before and not batch.done.is_set():
+                    raise TimeoutError
 
         try:
-            await asyncio.wait_for(publish_all(), self.timeout)
-        except js_errors.NoStreamResponseError:
-            # No stream answered: none captures the subject, or the cluster is recovering.
-            return Outcome(False, "retry", "no_stream", self.no_stream())
-        except (TimeoutError, js_errors.TooManyStalledMsgsError):
-            acked = sum(1 for f in futures if f.done() and not f.cancelled()
-                        and f.exception() is None)
+            # The timeout is on progress, not on the whole batch: a slow cluster that goes on
+            # acknowledging is not a failure, one that acknowledges nothing for it is.
+            await publish_all()
+        except TimeoutError:
             return Outcome(False, "retry", "timeout",
-                           f"JetStream acknowledged {acked} of {len(data_lines)} messages "
-                           f"within {self.timeout:g} s (a node down, or no quorum); the "
-                           "batch is kept and retried")
-        except js_errors.APIError as err:
-            return Outcome(False, "retry", "jetstream_error", f"JetStream refused: {err}")
+                           f"JetStream acknowledged {batch.acked} of {len(data_lines)} messages "
+                           f"and then nothing for {self.timeout:g} s (a node down, or no "
+                           "quorum); the batch is kept and retried")
         except errors.Error as err:
             return Outcome(False, "retry", "network", f"NATS: {type(err).__name__}")
         finally:
-            for future in futures:
-                if not future.done():
-                    future.cancel()
-        return DONE
+            self._batch = None
+        return batch.problem or DONE
 
     def no_stream(self) -> str:
         return (f"no JetStream stream captures the subject {self.subject!r}: create one "
