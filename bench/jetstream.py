@@ -123,7 +123,7 @@ def cluster_ceiling(cluster: Cluster, n: int, window: int = 5000) -> float:
             head = reader.readline()
             if head.startswith(b"MSG "):
                 body = reader.read(int(head.split()[-1]) + 2)
-                acked[b'"error"' in body] += 1
+                acked[b'"error":' in body] += 1  # the sink's own test of a PubAck
                 room.release()
             elif head.startswith(b"PING"):
                 sock.sendall(b"PONG\r\n")
