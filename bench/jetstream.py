@@ -7,7 +7,9 @@
    NATS cluster and (b) the HTTP capture upstream of the tests, rounds alternating. The rate is
    counted from the first record's arrival upstream to the last's, so start-up is left out.
    For scale, the cluster's ceiling: the rate at which the stream acknowledges a client that
-   costs next to nothing (NATS's protocol on a plain socket, pipelined), nothing else running.
+   costs next to nothing (NATS's protocol on a plain socket, pipelined), nothing else running,
+   and the CPU time the three nodes spend on each message (from /proc): with every core given
+   to the nodes and a client that costs nothing, no more messages a second can be stored.
 2. Latency: records posted in batches of 20 to a relay forwarding to the stream with
    RELAY_FLUSH_INTERVAL=0.1s; for each record, the stream's timestamp of its message minus the
    moment the relay answered its POST: p50 and p99.
@@ -93,10 +95,17 @@ def latency(cluster: Cluster, root: Path, n: int) -> list[float]:
             for m in cluster.messages(LATENCY_STREAM, LATENCY_SUBJECT) if m["msg_id"] in acked]
 
 
-def cluster_ceiling(cluster: Cluster, n: int, window: int = 5000) -> float:
-    """Messages a second the R3 stream acknowledges to a client that costs next to nothing:
-    NATS's text protocol on a plain socket, messages built beforehand, HPUBs pipelined, PubAcks
-    read by a second thread. No client can forward faster than this on this machine."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (Linux's /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cluster_ceiling(cluster: Cluster, n: int, window: int = 5000) -> tuple[float, float]:
+    """(messages a second, the nodes' CPU seconds a message) of the R3 stream acknowledging a
+    client that costs next to nothing: NATS's text protocol on a plain socket, messages built
+    beforehand, HPUBs pipelined, PubAcks read by a second thread. No client can forward faster
+    than this on this machine."""
     import json
     import socket
     import threading
@@ -131,6 +140,8 @@ def cluster_ceiling(cluster: Cluster, n: int, window: int = 5000) -> float:
                 return
 
     thread = threading.Thread(target=read_acks, daemon=True)
+    pids = [node.proc.pid for node in cluster.nodes if node.proc is not None]
+    cpu_before = sum(cpu_seconds(pid) for pid in pids)
     start = time.perf_counter()
     thread.start()
     for i in range(0, n, 100):
@@ -140,11 +151,12 @@ def cluster_ceiling(cluster: Cluster, n: int, window: int = 5000) -> float:
         sock.sendall(b"".join(chunk))
     thread.join(120)
     rate = acked[0] / (time.perf_counter() - start)
+    cpu = (sum(cpu_seconds(pid) for pid in pids) - cpu_before) / n
     sock.close()
     if acked[0] != n:
         raise SystemExit(f"the ceiling run got {acked[0]} of {n} messages acknowledged "
                          f"({acked[1]} refused)")
-    return rate
+    return rate, cpu
 
 
 def main() -> None:
@@ -189,10 +201,14 @@ def main() -> None:
                   f"(rounds: {values})")
         ratio = statistics.median(rates["jetstream"]) / statistics.median(rates["http"])
         print(f"   JetStream / HTTP = {ratio:.2f}  (goal >= 1.0)")
-        ceiling = cluster_ceiling(cluster, 100_000)
-        share = ceiling / statistics.median(rates["http"])
+        http = statistics.median(rates["http"])
+        ceiling, cpu = cluster_ceiling(cluster, 100_000)
         print(f"   the cluster's ceiling here, a protocol-level publisher with nothing else "
-              f"running: {ceiling:,.0f} messages/s = {share:.2f} of HTTP")
+              f"running: {ceiling:,.0f} messages/s = {ceiling / http:.2f} of HTTP")
+        cores = len(os.sched_getaffinity(0))
+        bound = cores / cpu
+        print(f"   the three nodes spent {cpu * 1e6:.0f} µs of CPU a message: with all {cores} "
+              f"cores theirs, about {bound:,.0f} messages/s at most = {bound / http:.2f} of HTTP")
         lat = sorted(latency(cluster, root, args.latency_records))
         p50 = lat[len(lat) // 2] * 1e3
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3
