@@ -80,7 +80,22 @@ cluster {{
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
 
+    def pause(self, *which: int) -> None:
+        """SIGSTOP nodes (all by default): frozen with their connections open, as a node that
+        stalls on a full disk or a long GC pause, not one that is gone."""
+        self._signal(signal.SIGSTOP, which)
+
+    def resume(self, *which: int) -> None:
+        self._signal(signal.SIGCONT, which)
+
+    def _signal(self, sig: int, which: tuple[int, ...]) -> None:
+        for i in which or range(self.size):
+            proc = self.nodes[i].proc
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, sig)
+
     def stop(self) -> None:
+        self.resume()  # a stopped process does not act on SIGTERM
         for node in self.nodes:
             stop_group(node.proc, grace=10)
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from relay.config import ConfigError, load_config
+from relay.nats_sink import NatsSink
+from relay.sinks import Outcome
 
 from .nats_cluster import Cluster
 from .support import REPO, RelayServer, make_record, wait_for
@@ -213,6 +215,79 @@ def test_two_relays_feed_one_stream_every_record_once(tmp_path: Path, cluster: C
     finally:
         one.stop()
         two.stop()
+
+
+def data_lines(n: int) -> tuple[list[str], list[str]]:
+    """n DATA lines as the spool hands them to a sink, and their event_ids."""
+    records = [{"event_id": f"{i:08d}-{time.time_ns()}", "event_name": "ui_event"}
+               for i in range(n)]
+    return [json.dumps(r) for r in records], [r["event_id"] for r in records]
+
+
+def test_a_cluster_that_stalls_but_goes_on_acknowledging_gets_the_batch_whole(
+        cluster: Cluster) -> None:
+    # The timeout is on progress: stalls shorter than it, however many, fail nothing, even
+    # when the batch takes several times the timeout in all.
+    cluster.add_stream(STREAM, SUBJECT)
+    sink = NatsSink(f"nats://{cluster.url}/{SUBJECT}", timeout=2.0)
+    lines, ids = data_lines(40_000)
+    try:
+        assert sink.check() is None  # connected before the stalls begin
+        sending = threading.Event()
+        sending.set()
+
+        def stall() -> None:
+            # Under 0.1 s of work between stalls: at most a few thousand PubAcks each time.
+            while sending.is_set():
+                cluster.pause()
+                time.sleep(0.5)
+                cluster.resume()
+                time.sleep(0.1)
+
+        staller = threading.Thread(target=stall, daemon=True)
+        began = time.monotonic()
+        staller.start()
+        try:
+            outcome = sink.send(lines, ids)
+        finally:
+            sending.clear()
+            staller.join(5)
+            cluster.resume()
+        took = time.monotonic() - began
+        assert outcome.ok, outcome
+        assert took > 2 * sink.timeout, f"the batch took {took:.1f} s: no slower than a timeout"
+        assert cluster.count(STREAM) == 40_000
+    finally:
+        sink.close()
+
+
+def test_a_cluster_that_acknowledges_nothing_for_the_timeout_fails_the_send_in_words(
+        cluster: Cluster) -> None:
+    cluster.add_stream(STREAM, SUBJECT)
+    sink = NatsSink(f"nats://{cluster.url}/{SUBJECT}", timeout=1.0)
+    lines, ids = data_lines(100)
+    try:
+        assert sink.check() is None
+        cluster.pause()
+        try:
+            outcome = sink.send(lines, ids)
+        finally:
+            cluster.resume()
+        assert (outcome.ok, outcome.action, outcome.kind) == (False, "retry", "timeout")
+        assert "acknowledged 0 of 100 messages and then nothing for 1 s" in outcome.detail
+        # The forwarder sends the batch again: whatever got in the first time is a duplicate.
+        assert retrying_send(sink, lines, ids).ok
+        assert cluster.count(STREAM) == 100
+    finally:
+        sink.close()
+
+
+def retrying_send(sink: NatsSink, lines: list[str], ids: list[str]) -> Outcome:
+    """The send, tried again while the cluster settles after a stall (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while not (outcome := sink.send(lines, ids)).ok and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return outcome
 
 
 @pytest.mark.parametrize(("url", "words"), [
