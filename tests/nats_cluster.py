@@ -74,11 +74,8 @@ cluster {{
         return self
 
     def kill9(self, *which: int) -> None:
-        for i in which or range(self.size):
-            proc = self.nodes[i].proc
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        for proc in self._signal(signal.SIGKILL, which):
+            proc.wait(10)
 
     def pause(self, *which: int) -> None:
         """SIGSTOP nodes (all by default): frozen with their connections open, as a node that
@@ -88,11 +85,15 @@ cluster {{
     def resume(self, *which: int) -> None:
         self._signal(signal.SIGCONT, which)
 
-    def _signal(self, sig: int, which: tuple[int, ...]) -> None:
+    def _signal(self, sig: int, which: tuple[int, ...]) -> list[subprocess.Popen[bytes]]:
+        """Send sig to the running nodes among `which` (all by default); those nodes."""
+        hit = []
         for i in which or range(self.size):
             proc = self.nodes[i].proc
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, sig)
+                hit.append(proc)
+        return hit
 
     def stop(self) -> None:
         self.resume()  # a stopped process does not act on SIGTERM
