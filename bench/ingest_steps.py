@@ -25,10 +25,11 @@ sys.path.insert(0, str(REPO))
 
 from flask import Flask, jsonify, request  # noqa: E402
 
-from relay.app import create_app  # noqa: E402
-from relay.config import ENDPOINT, load_config  # noqa: E402
-from relay.policy import CI_VARIABLES  # noqa: E402
-from relay.validation import BatchResult, validate_batch  # noqa: E402
+from relay.control.config import ENDPOINT, load_config  # noqa: E402
+from relay.control.policy import CI_VARIABLES  # noqa: E402
+from relay.ingest.validation import BatchResult, validate_batch  # noqa: E402
+from relay.serve.app import create_app  # noqa: E402
+from relay.serve.extension import relay_of  # noqa: E402
 from tests.support import make_record  # noqa: E402
 
 
@@ -79,7 +80,7 @@ def main() -> None:
         os.environ.pop(name, None)
     os.environ.pop("RELAY_IGNORE_CI", None)
     app = create_app(load_config({"RELAY_DATA_DIR": str(data_dir)}), start_forwarder=False)
-    relay = app.extensions["ui_telemetry"]
+    relay = relay_of(app)
     bare = Flask("bare")
 
     @bare.post(ENDPOINT)

@@ -30,8 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from relay.config import ENDPOINT, load_config  # noqa: E402
-from relay.policy import CI_VARIABLES  # noqa: E402
+from relay.control.config import ENDPOINT, load_config  # noqa: E402
+from relay.control.policy import CI_VARIABLES  # noqa: E402
 from tests.nats_cluster import Cluster  # noqa: E402
 from tests.support import CaptureUpstream, RelayServer, http_post, make_record  # noqa: E402
 

@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO / "bench"))
 from packaging.requirements import Requirement  # noqa: E402
 from relay_throughput import load, load_parser, pct  # noqa: E402
 
-from relay.config import ENDPOINT  # noqa: E402
-from relay.policy import CI_VARIABLES  # noqa: E402
+from relay.control.config import ENDPOINT  # noqa: E402
+from relay.control.policy import CI_VARIABLES  # noqa: E402
 from tests.mlflow_server import MlflowServer  # noqa: E402
 from tests.support import CaptureUpstream, ConfigServer, http_post, make_record  # noqa: E402
 

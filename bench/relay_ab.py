@@ -50,7 +50,7 @@ def main() -> None:
             sink = "http://127.0.0.1:9/down" if args.upstream_down \
                 else (data / "forwarded.jsonl").as_uri()
             env = {**relay_env(data, sink), "PYTHONPATH": str(tree)}
-            servers[name] = (port, gunicorn("relay.app:create_app()", env, port, tree))
+            servers[name] = (port, gunicorn("relay.serve.app:create_app()", env, port, tree))
         figures = alternate(servers, args.rounds, args.seconds, args.clients)
     finally:
         for _, proc in servers.values():

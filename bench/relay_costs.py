@@ -49,9 +49,10 @@ from tests.support import free_port  # noqa: E402
 VARIANT_APP = '''
 import os
 
-from relay import ingest, spool
-from relay.app import create_app
-from relay.validation import BatchResult
+from relay.ingest import endpoint as ingest
+from relay.store import spool
+from relay.serve.app import create_app
+from relay.ingest.validation import BatchResult
 
 variant = os.environ["BENCH_VARIANT"]
 if variant in ("no commit", "parse only"):

@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from relay.config import ENDPOINT  # noqa: E402
-from relay.policy import CI_VARIABLES  # noqa: E402
+from relay.control.config import ENDPOINT  # noqa: E402
+from relay.control.policy import CI_VARIABLES  # noqa: E402
 from tests.support import CaptureUpstream, free_port, make_record  # noqa: E402
 
 BARE_APP = '''
@@ -77,7 +77,7 @@ def load_parser(doc: str | None, rounds: int = 3) -> argparse.ArgumentParser:
 def gunicorn(app: str, env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen:
     """`app` under the settings of `ui-telemetry serve --workers 2`: its configuration file
     (the address-free access log to stdout included) and its flags."""
-    return start([sys.executable, "-m", "gunicorn", "-c", "python:relay.gunicorn_conf",
+    return start([sys.executable, "-m", "gunicorn", "-c", "python:relay.serve.gunicorn_conf",
                   "--bind", f"127.0.0.1:{port}", "--workers", "2", "--graceful-timeout", "5",
                   "--timeout", "30", app], env, port, cwd)
 
@@ -189,7 +189,7 @@ def main() -> None:
     # load generator for the GIL during the relay's rounds only.
     relay_port, bare_port = free_port(), free_port()
     sink = (tmp / "relay" / "forwarded.jsonl").as_uri()
-    relay = start([sys.executable, "-m", "relay.cli", "serve", "--port", str(relay_port),
+    relay = start([sys.executable, "-m", "relay.serve.cli", "serve", "--port", str(relay_port),
                    *gunicorn_common], relay_env(tmp / "relay", sink), relay_port, REPO)
     (tmp / "bare_app.py").write_text(BARE_APP)
     bare = gunicorn("bare_app:app", {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp}"},
@@ -225,7 +225,7 @@ def main() -> None:
 
     # 2. Peak RSS while records arrive with the upstream down.
     port = free_port()
-    relay = start([sys.executable, "-m", "relay.cli", "serve", "--port", str(port),
+    relay = start([sys.executable, "-m", "relay.serve.cli", "serve", "--port", str(port),
                    *gunicorn_common],
                   relay_env(tmp / "down", "http://127.0.0.1:9/down",
                             RELAY_FLUSH_INTERVAL="1s"), port, REPO)
@@ -252,7 +252,7 @@ def main() -> None:
     # 3. Ingest p99 while the upstream hangs (each send waits out the 10 s timeout).
     hang = CaptureUpstream(mode="hang", hang_seconds=60)
     port = free_port()
-    relay = start([sys.executable, "-m", "relay.cli", "serve", "--port", str(port),
+    relay = start([sys.executable, "-m", "relay.serve.cli", "serve", "--port", str(port),
                    *gunicorn_common],
                   relay_env(tmp / "hang", hang.url, RELAY_FLUSH_INTERVAL="0.1s"), port, REPO)
     try:

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-RECORD = "x" * 230  # about what relay.codec keeps for one record
+RECORD = "x" * 230  # about what relay.store.codec keeps for one record
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from relay.config import ConfigError, parse_duration  # noqa: E402
-from relay.nats_sink import parse_nats_url  # noqa: E402
+from relay.control.config import ConfigError, parse_duration  # noqa: E402
+from relay.forward.nats import parse_nats_url  # noqa: E402
 
 
 async def create_stream(url: str, name: str, replicas: int, duplicate_window: float,

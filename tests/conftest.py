@@ -8,7 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from relay import create_app
-from relay.config import load_config
+from relay.control.config import load_config
 
 from .support import CaptureUpstream
 
@@ -22,9 +22,10 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def build_app(data_dir: Path, env: dict[str, str] | None = None, **overrides: object) -> Flask:
+def build_app(data_dir: Path, env: dict[str, str] | None = None, *,
+              start_forwarder: bool = False, **overrides: object) -> Flask:
     config = load_config({"RELAY_DATA_DIR": str(data_dir), **(env or {})}, **overrides)
-    app = create_app(config, start_forwarder=False)
+    app = create_app(config, start_forwarder=start_forwarder)
     app.config["TESTING"] = True
     return app
 

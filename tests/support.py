@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from relay.config import ENDPOINT
+from relay.control.config import ENDPOINT
 
 REPO = Path(__file__).resolve().parent.parent
 __all__ = ["ENDPOINT"]  # the relay's own, for the tests that post to it
@@ -159,7 +159,7 @@ class RelayServer:
     def start(self) -> RelayServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "relay.cli", "serve", "--port", str(self.port),
+            [sys.executable, "-m", "relay.serve.cli", "serve", "--port", str(self.port),
              "--workers", str(self.workers), "--graceful-timeout", "10"],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
             start_new_session=True)
@@ -210,8 +210,8 @@ def http_post(port: int, path: str, body: Any, headers: dict[str, str] | None = 
 
 def waiting_data(relay: Any) -> list[dict[str, Any]]:
     """Every record waiting in a relay's spool, as the DATA the forwarder will send."""
-    return [json.loads(line) for row in relay.spool.peek(10**9)
-            for line in relay.codec.read_row(row.data, row.n)[1]]
+    return [json.loads(record.data) for row in relay.spool.peek(10**9)
+            for record in relay.codec.read_row(row.data, row.n)]
 
 
 def read_sink(data_dir: Path) -> list[dict[str, Any]]:

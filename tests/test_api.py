@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
+from relay.serve.extension import relay_of
+
 from .conftest import build_app
 from .support import ENDPOINT, REPO, make_record, read_sink, waiting_data
 
@@ -24,12 +26,12 @@ def post(client: FlaskClient, body: object, content_type: str = "application/jso
 
 
 def spool_rows(client: FlaskClient) -> list[dict]:
-    return waiting_data(client.application.extensions["ui_telemetry"])
+    return waiting_data(relay_of(client.application))
 
 
 def forward(client: FlaskClient) -> list[dict]:
     """Run the forwarder until the spool is empty; return everything the file sink holds."""
-    relay = client.application.extensions["ui_telemetry"]
+    relay = relay_of(client.application)
     assert relay.forwarder.try_lead()
     while relay.spool.depth():
         relay.forwarder.step(force=True)
@@ -259,7 +261,7 @@ def test_a_retry_after_a_restart_is_not_forwarded_again(tmp_path: Path) -> None:
     first = build_app(tmp_path).test_client()
     post(first, batch)
     assert len(forward(first)) == 2
-    first.application.extensions["ui_telemetry"].forwarder.release()
+    relay_of(first.application).forwarder.release()
     # A new process on the same data directory learns what the last one delivered.
     second = build_app(tmp_path).test_client()
     post(second, {"records": [*batch["records"], make_record()]})
@@ -347,7 +349,8 @@ def test_spool_full_answers_503_with_retry_after(tmp_path: Path) -> None:
 
 
 def test_health_and_metrics(client: FlaskClient) -> None:
-    assert client.get("/health").get_json() == {"status": "ok", "telemetry": "on"}
+    assert client.get("/health").get_json() == {"status": "ok", "telemetry": "on",
+                                                 "forwarder": "stopped"}
     post(client, {"records": [make_record(), {"x": 1}]})
     post(client, b"nope")
     text = client.get("/metrics").get_data(as_text=True)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from relay.config import SETTINGS
-from relay.policy import CI_VARIABLES
+from relay.control.config import SETTINGS
+from relay.control.policy import CI_VARIABLES
+from relay.serve.extension import relay_of
 
 from .conftest import build_app
 from .support import ENDPOINT, REPO, make_record
@@ -23,7 +24,7 @@ def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProc
                 if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", *CI_VARIABLES)}
     full_env.update({"RELAY_DATA_DIR": str(data_dir), "RELAY_IGNORE_CI": "true",
                      "PYTHONPATH": str(REPO)}, **env)
-    return subprocess.run([sys.executable, "-m", "relay.cli", *args], env=full_env,
+    return subprocess.run([sys.executable, "-m", "relay.serve.cli", *args], env=full_env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -51,7 +52,7 @@ def test_status_says_off_and_why(tmp_path: Path, env: dict[str, str], words: str
 def test_status_reports_backlog_and_last_error(tmp_path: Path) -> None:
     app = build_app(tmp_path)
     app.test_client().post(ENDPOINT, json={"records": [make_record(), make_record()]})
-    app.extensions["ui_telemetry"].spool.set_state(
+    relay_of(app).spool.set_state(
         "last_error", {"kind": "http_500", "detail": "upstream answered HTTP 500", "at": 0})
     report = json.loads(run(["status", "--json"], tmp_path).stdout)
     assert report["spool_depth"] == 2
@@ -66,7 +67,7 @@ def test_inspect_prints_waiting_then_forwarded_records(tmp_path: Path) -> None:
     waiting = run(["inspect", "--waiting"], tmp_path).stdout.splitlines()
     assert [json.loads(line)["event_id"] for line in waiting] == [r["event_id"] for r in records]
     assert "nothing forwarded yet" in run(["inspect"], tmp_path).stderr
-    app.extensions["ui_telemetry"].forwarder.step(force=True)
+    relay_of(app).forwarder.step(force=True)
     last = run(["inspect", "--last", "2"], tmp_path).stdout.splitlines()
     assert [json.loads(line)["event_id"] for line in last] == [r["event_id"] for r in records[1:]]
 

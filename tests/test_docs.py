@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from relay.config import SETTINGS
-from relay.schema import describe
+from relay.control.config import SETTINGS
+from relay.ingest.schema import describe
 
 from .support import REPO
 

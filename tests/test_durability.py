@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.spool import Spool, SpoolFormatError
+from relay.store.spool import Spool, SpoolFormatError
 
 from .support import CaptureUpstream, RelayServer, make_record, read_sink, wait_for
 

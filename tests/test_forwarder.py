@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -13,16 +14,18 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from relay.forwarder import Backoff
-from relay.seen import REMEMBER_SECONDS, SeenIds, keys_of, pack
-from relay.spool import Spool
+from relay.forward.forwarder import Backoff
+from relay.serve.extension import relay_of
+from relay.store.codec import keys_of, pack
+from relay.store.seen import REMEMBER_SECONDS, SeenIds
+from relay.store.spool import Spool
 
 from .conftest import build_app
 from .support import ENDPOINT, CaptureUpstream, make_record, wait_for
 
 
 def relay(app: Flask):
-    return app.extensions["ui_telemetry"]
+    return relay_of(app)
 
 
 def post(app: Flask, n: int) -> list[str]:
@@ -53,15 +56,19 @@ def running(tmp_path: Path, upstream: CaptureUpstream) -> Iterator[Flask]:
 def test_start_is_a_no_op_while_running_and_a_forked_child_starts_its_own(
         running: Flask) -> None:
     forwarder = relay(running).forwarder
-    thread = forwarder._thread
+
+    def threads() -> int:
+        return sum(t.name == "ui-telemetry-forwarder" for t in threading.enumerate())
+    assert forwarder.running and threads() == 1
     forwarder.start()  # every request calls it
-    assert forwarder._thread is thread and thread.is_alive()
+    assert forwarder.running and threads() == 1
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # a gunicorn worker forked from a master that had started one (--preload)
         try:
+            before = forwarder.running  # a thread does not survive a fork
             forwarder.start()
-            mine = forwarder._thread is not thread and forwarder._thread.is_alive()
+            mine = not before and forwarder.running and threads() == 1
             os.write(write, b"1" if mine else b"0")
         finally:
             os._exit(0)
@@ -263,7 +270,8 @@ def test_delivered_ids_are_forgotten_after_the_retention_window(tmp_path: Path) 
     for event_id in (old, new):
         spool.store([f'{{"event_id":"{event_id}"}}'])
         spool.remove(spool.peek(1), delivered=pack([keys_of([event_id])[0]]))
-    spool._connection().execute("UPDATE delivered SET at = at - 9 * 86400 WHERE id = 1")
+    with sqlite3.connect(spool.path) as db:  # the first delivery happened 9 days ago
+        db.execute("UPDATE delivered SET at = at - 9 * 86400 WHERE id = 1")
     spool.expire(7 * 86400, REMEMBER_SECONDS)
     seen = SeenIds()
     seen.load(spool)
@@ -284,7 +292,9 @@ def test_delivered_ids_on_disk_are_trimmed_to_what_a_new_leader_reads(tmp_path: 
     assert [len(blob) // 16 for _, blob in spool.delivered_since(0, 100)] == [1, 2, 2]
     after = SeenIds(max_ids=4)
     after.load(spool)
-    assert after._ids == before._ids == set(batches[2] + batches[3])
+    every = [k for batch in batches for k in batch]
+    assert {k for k in every if k in after} == {k for k in every if k in before} \
+        == set(batches[2] + batches[3])
     spool.expire(7 * 86400, REMEMBER_SECONDS, max_ids=100)
     assert len(list(spool.delivered_since(0, 100))) == 3
 

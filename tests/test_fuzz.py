@@ -12,11 +12,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError, fields
 
-from relay import codec, validation
-from relay.codec import STORED_FIELDS, Codec
-from relay.data import ServerInfo, to_data
-from relay.schema import FullMatch, ParamsSchema, RecordSchema
-from relay.validation import _SHAPE, _by_field, finish, load_record, validate_batch
+from relay.ingest import validation
+from relay.ingest.schema import FullMatch, ParamsSchema, RecordSchema
+from relay.ingest.validation import _SHAPE, _by_field, finish, load_record, validate_batch
+from relay.serve.extension import relay_of
+from relay.store import codec
+from relay.store.codec import STORED_FIELDS, Codec
+from relay.store.data import ServerInfo, to_data
 
 from .conftest import build_app
 from .support import ENDPOINT, make_record
@@ -111,7 +113,7 @@ def test_every_valid_record_is_kept_whatever_its_neighbours(fuzz_app: Flask,
     body = resp.get_json()
     assert body["accepted"] + body["rejected"] == len(records)
     assert body["accepted"] >= 1
-    relay = fuzz_app.extensions["ui_telemetry"]
+    relay = relay_of(fuzz_app)
     stored = {json.loads(relay.codec.data_line(text))["event_id"]
               for text in relay.spool.last(20)}
     assert pristine["event_id"] in stored
@@ -246,8 +248,10 @@ def test_every_data_line_is_exactly_to_data(record: dict) -> None:
 def test_a_row_reads_back_as_its_records_do(records: list[dict]) -> None:
     stored = ENCODER.encode(validate_batch({"records": records}, 100).records)
     if stored:
-        assert ENCODER.read_row("\n".join(stored), len(stored)) == (
-            [ENCODER.event_id(t) for t in stored], [ENCODER.data_line(t) for t in stored])
+        read = ENCODER.read_row("\n".join(stored), len(stored))
+        assert [(r.event_id, r.data) for r in read] == [
+            (ENCODER.event_id(t), ENCODER.data_line(t)) for t in stored]
+        assert [r.key for r in read] == [uuid.UUID(r.event_id).int for r in read]
 
 
 def test_the_compact_form_holds_the_stored_fields_in_their_order() -> None:

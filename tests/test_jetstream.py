@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from relay.config import ConfigError, load_config
-from relay.nats_sink import NatsSink
+from relay.control.config import ConfigError, load_config
+from relay.forward.base import Action
+from relay.forward.nats import NatsSink
+from relay.store.codec import StoredRecord
 
 from .nats_cluster import Cluster
 from .support import REPO, RelayServer, make_record, wait_for
@@ -217,11 +219,11 @@ def test_two_relays_feed_one_stream_every_record_once(tmp_path: Path, cluster: C
         two.stop()
 
 
-def data_lines(n: int) -> tuple[list[str], list[str]]:
-    """n DATA lines as the spool hands them to a sink, and their event_ids."""
-    records = [{"event_id": f"{i:08d}-{time.time_ns()}", "event_name": "ui_event"}
-               for i in range(n)]
-    return [json.dumps(r) for r in records], [r["event_id"] for r in records]
+def stored_records(n: int) -> list[StoredRecord]:
+    """n records as the spool hands them to a sink."""
+    ids = [f"{i:08d}-{time.time_ns()}" for i in range(n)]
+    return [StoredRecord(i, k, json.dumps({"event_id": i, "event_name": "ui_event"}))
+            for k, i in enumerate(ids)]
 
 
 @contextlib.contextmanager
@@ -240,7 +242,7 @@ def test_a_cluster_that_stalls_but_goes_on_acknowledging_gets_the_batch_whole(
         cluster: Cluster) -> None:
     # The timeout is on progress: stalls shorter than it, however many, fail nothing, even
     # when the batch takes several times the timeout in all.
-    lines, ids = data_lines(40_000)
+    records = stored_records(40_000)
     with connected_sink(cluster, timeout=2.0) as sink:
         sending = threading.Event()
         sending.set()
@@ -257,7 +259,7 @@ def test_a_cluster_that_stalls_but_goes_on_acknowledging_gets_the_batch_whole(
         began = time.monotonic()
         staller.start()
         try:
-            outcome = sink.send(lines, ids)
+            outcome = sink.send(records)
         finally:
             sending.clear()
             staller.join(5)
@@ -271,18 +273,18 @@ def test_a_cluster_that_stalls_but_goes_on_acknowledging_gets_the_batch_whole(
 
 def test_a_cluster_that_acknowledges_nothing_for_the_timeout_fails_the_send_in_words(
         cluster: Cluster) -> None:
-    lines, ids = data_lines(100)
+    records = stored_records(100)
     with connected_sink(cluster, timeout=1.0) as sink:
         cluster.pause()
         try:
-            outcome = sink.send(lines, ids)
+            outcome = sink.send(records)
         finally:
             cluster.resume()
-        assert (outcome.ok, outcome.action, outcome.kind) == (False, "retry", "timeout")
+        assert (outcome.action, outcome.kind) == (Action.RETRY, "timeout")
         assert "acknowledged 0 of 100 messages and then nothing for 1 s" in outcome.detail
         # The forwarder sends the batch again: whatever got in the first time is a duplicate.
         # (Tried again while the cluster settles after the stall.)
-        wait_for(lambda: sink.send(lines, ids).ok, timeout=30, interval=0.5)
+        wait_for(lambda: sink.send(records).ok, timeout=30, interval=0.5)
         assert cluster.count(STREAM) == 100
 
 
@@ -300,7 +302,7 @@ def test_serve_needs_no_nats_unless_the_url_names_it(tmp_path: Path) -> None:
     # The default sink, in a process where the NATS client cannot even be imported.
     code = ("import sys; sys.modules['nats'] = None\n"
             "from relay import create_app\n"
-            "from relay.config import load_config\n"
+            "from relay.control.config import load_config\n"
             f"app = create_app(load_config({{'RELAY_DATA_DIR': {str(tmp_path)!r}}}),"
             " start_forwarder=False)\n"
             "print(app.test_client().get('/health').status_code)")
@@ -311,7 +313,7 @@ def test_serve_needs_no_nats_unless_the_url_names_it(tmp_path: Path) -> None:
 
 def status(server: RelayServer, *flags: str) -> str:
     args = [] if "--no-json" in flags else ["--json"]
-    out = subprocess.run([sys.executable, "-m", "relay.cli", "status", *args],
+    out = subprocess.run([sys.executable, "-m", "relay.serve.cli", "status", *args],
                          env=server.env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout

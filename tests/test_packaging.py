@@ -43,7 +43,7 @@ def test_installed_wheel_serves_from_any_directory(wheel: Path, tmp_path: Path) 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(target), "RELAY_DATA_DIR": str(tmp_path / "data"),
            "RELAY_IGNORE_CI": "true"}
-    proc = subprocess.Popen([sys.executable, "-m", "relay.cli", "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "relay.serve.cli", "serve", "--port", str(port)],
                             cwd=elsewhere, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     base = f"http://127.0.0.1:{port}"

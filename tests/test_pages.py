@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from relay.schema import describe
+from relay.ingest.schema import describe
 
 from .conftest import build_app
 
@@ -92,8 +92,8 @@ def test_unknown_pages_get_a_404_page(client: FlaskClient) -> None:
 
 def test_helper_works_in_another_flask_app(tmp_path: Path) -> None:
     """An embedding app (the real `mlflow server`) renders the block in its own template."""
-    from relay.app import Relay
-    from relay.config import load_config
+    from relay.control.config import load_config
+    from relay.serve.app import Relay
 
     other = Flask("embedding")
     Relay(load_config({"RELAY_DATA_DIR": str(tmp_path)})).init_app(other, ui=False)

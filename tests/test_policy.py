@@ -8,19 +8,20 @@ import os
 import pytest
 from flask.testing import FlaskClient
 
-from relay.policy import (
+from relay.control.policy import (
     CI_VARIABLES,
     OPT_OUT_VARIABLES,
     environment_decision,
     remote_decision,
     request_decision,
 )
+from relay.serve.extension import relay_of
 
 from .support import ENDPOINT, make_record
 
 
 def spool_depth(client: FlaskClient) -> int:
-    return client.application.extensions["ui_telemetry"].spool.depth()
+    return relay_of(client.application).spool.depth()
 
 
 @pytest.mark.parametrize("name", ["MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"])

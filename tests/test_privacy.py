@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.scrub import scrub
+from relay.serve.scrub import scrub
 
 from .support import (
     ENDPOINT,

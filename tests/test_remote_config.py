@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from relay.data import package_version
+from relay.serve.extension import relay_of
+from relay.store.data import package_version
 
 from .conftest import build_app
 from .support import ENDPOINT, CaptureUpstream, ConfigServer, make_record
@@ -50,7 +51,7 @@ def test_kill_switch(tmp_path: Path, config_server: ConfigServer, key: str) -> N
     assert client.get(ENDPOINT).get_json()["disable_ui_telemetry"] is True
     config = page_config(app)
     assert config["disabled"] is True and key in config["reason"]
-    assert app.extensions["ui_telemetry"].spool.depth() == 0
+    assert relay_of(app).spool.depth() == 0
 
 
 def test_rollout_and_disabled_events_reach_get_and_page(tmp_path: Path,
@@ -109,5 +110,5 @@ def test_ingestion_url_from_remote_config_wins(tmp_path: Path, config_server: Co
                                "RELAY_INGESTION_URL": "http://127.0.0.1:9/not-this-one"})
     record = make_record()
     app.test_client().post(ENDPOINT, json={"records": [record]})
-    app.extensions["ui_telemetry"].forwarder.step(force=True)
+    relay_of(app).forwarder.step(force=True)
     assert [d["event_id"] for d in upstream.data()] == [record["event_id"]]

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from relay.codec import settle_event_id
-from relay.schema import COMPONENT_TYPES, EVENT_TYPES, describe
-from relay.validation import validate_batch
+from relay.ingest.schema import COMPONENT_TYPES, EVENT_TYPES, describe
+from relay.ingest.validation import validate_batch
+from relay.store.codec import settle_event_id
 
 from .support import make_record
 

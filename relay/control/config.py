@@ -79,7 +79,7 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
 def _ingestion_url(name: str, raw: str) -> str:
     url = _url(("http", "https", "file", "nats"))(name, raw)
     if url.lower().startswith("nats://"):
-        from .nats_sink import parse_nats_url
+        from ..forward.nats import parse_nats_url
 
         try:
             parse_nats_url(url)

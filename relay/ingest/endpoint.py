@@ -1,8 +1,8 @@
 """One POST of records, start to finish, and its answer: the endpoint's core, free of any framework.
 
 ingest() takes the request's WSGI environ and returns an Answer (status, headers, JSON body)
-for success and for every refusal alike, counting what it refuses. The Flask view
-(relay.api) and the WSGI fast path (relay.shortcut) only send that answer on.
+for success and for every refusal alike, counting what it refuses. The Flask view,
+the WSGI fast path and the MLflow plugin only send that answer on.
 
 Checks run cheapest and most protective first: Origin, on/off, content type and encoding,
 size, JSON, then per-record validation. Only the body and a few named headers (Origin, Host,
@@ -13,44 +13,21 @@ none of them is stored.
 from __future__ import annotations
 
 import json
-import logging
 import zlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from werkzeug.wsgi import get_content_length, get_host, get_input_stream
 
-from . import counters as c
+from ..store import counters as c
+from .answer import DISABLED, Answer, internal_error
 from .validation import EnvelopeError, validate_batch
 
 if TYPE_CHECKING:
-    from .app import Relay
+    from ..serve.app import Relay
 
 ACCEPTED_TYPES = ("application/json", "text/plain")
 RETRY_AFTER_FULL = 60
-log = logging.getLogger("relay")
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: bytes  # JSON text
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def json(cls, status: int, payload: dict, headers: tuple[tuple[str, str], ...] = ()
-             ) -> Answer:
-        # What Flask's jsonify writes: compact, in the given key order, a newline at the end.
-        return cls(status, (json.dumps(payload, separators=(",", ":")) + "\n").encode(), headers)
-
-    @classmethod
-    def error(cls, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()
-              ) -> Answer:
-        return cls.json(status, {"status": "error", "error": message}, headers)
-
-
-DISABLED = Answer.json(200, {"status": "disabled"})
 
 
 class _Refused(Exception):
@@ -64,12 +41,18 @@ class _Refused(Exception):
 
 
 def ingest(relay: Relay, environ: dict) -> Answer:
-    """One POST of records, from its WSGI environ, to its answer."""
+    """One POST of records, from its WSGI environ, to its answer. It never raises: a refusal
+    and a fault of the relay's own are answers too, so no adapter handles either."""
     try:
         return _ingest(relay, environ)
     except _Refused as refused:
-        relay.spool.count([(c.REQUESTS_REJECTED, refused.reason, 1)])
+        try:
+            relay.spool.count([(c.REQUESTS_REJECTED, refused.reason, 1)])
+        except Exception as err:  # noqa: BLE001 - the refusal stands; the count is lost
+            internal_error(err, "POST", relay.config.endpoint_path)
         return refused.answer
+    except Exception as err:  # noqa: BLE001 - a fault of ours, answered in words
+        return internal_error(err, "POST", relay.config.endpoint_path)
 
 
 def _ingest(relay: Relay, environ: dict) -> Answer:
@@ -185,17 +168,3 @@ def _parse(raw: bytes) -> object:
     except ValueError as err:  # JSONDecodeError, and ints past Python's digit limit
         where = f" (line {err.lineno}, column {err.colno})" if hasattr(err, "lineno") else ""
         raise _Refused(400, f"the body is not valid JSON{where}", "invalid_json") from None
-
-
-# -- faults -----------------------------------------------------------------------------------
-
-def internal_error(err: BaseException, method: str, path: str) -> Answer:
-    """The answer to a fault of the relay's own, logged by type and place only: the message
-    could echo a request's content."""
-    tb = err.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else "?"
-    log.error("internal error %s at %s on %s %s", type(err).__name__, where, method, path)
-    return Answer.error(500, "the relay hit an internal error; nothing was stored from this "
-                             "request")

@@ -16,8 +16,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-SOURCE_SDK = "ui-telemetry-relay"
+SOURCE_SDK = "ui-telemetry-relay"  # also the relay's User-Agent product name
 SCHEMA_VERSION = 2  # MLflow's telemetry schema version
+BATCH_SIZE = 500  # MLflow's ingestion takes at most this many records a request
 
 DATA_FIELDS = (
     "event_id", "event_name", "timestamp_ns", "params", "status", "duration_ms",
@@ -33,8 +34,15 @@ def package_version() -> str:
         return "0.0.0+source"
 
 
+def user_agent() -> str:
+    """The relay's own User-Agent, the only one its requests (upstream, remote config) carry."""
+    return f"{SOURCE_SDK}/{package_version()}"
+
+
 @dataclass(frozen=True)
 class ServerInfo:
+    """The relay's own fields of DATA, the same for every record it sends."""
+
     server_installation_id: str
     version: str
     python_version: str
@@ -61,7 +69,7 @@ def server_installation_id(data_dir: Path) -> str:
         if existing:
             return existing
         # Another worker created the file but has not written it yet: take its id next time.
-        return str(uuid.UUID(bytes=os.urandom(16), version=4))
+        return str(uuid.uuid4())
     new_id = str(uuid.uuid4())
     with os.fdopen(fd, "w") as f:
         f.write(new_id)

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from . import counters as c
-from .spool import Spool
+from ..store import counters as c
+from ..store.spool import Spool
 
 COUNTERS = {
     # spool counter name: (metric name, help, label name or None)

@@ -10,10 +10,11 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
+from ..control.config import SETTINGS, Config, ConfigError, load_config
+from ..forward import make_sink
+from ..forward.file import file_url_path
+from ..store.spool import SpoolFormatError
 from .app import Relay
-from .config import SETTINGS, Config, ConfigError, load_config
-from .sinks import file_url_path, make_sink
-from .spool import SpoolFormatError
 
 
 def _settings_epilog() -> str:
@@ -33,10 +34,10 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     print(f"ui-telemetry: data directory {config.data_dir}; records go to "
           f"{config.local_ingestion_url if not config.config_url else 'the remote config'}",
           file=sys.stderr)
-    argv = [sys.executable, "-m", "gunicorn", "-c", "python:relay.gunicorn_conf",
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:relay.serve.gunicorn_conf",
             "--bind", f"{args.host}:{args.port}", "--workers", str(args.workers),
             "--graceful-timeout", str(args.graceful_timeout), "--timeout", "30",
-            "relay.app:create_app()"]
+            "relay.serve.app:create_app()"]
     sys.stdout.flush()
     os.execv(sys.executable, argv)  # noqa: S606 - replace this process with gunicorn
     return 0  # not reached

@@ -20,10 +20,12 @@ import contextlib
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .sinks import DONE, Outcome
+from ..store.codec import StoredRecord
+from .base import DONE, Outcome, Sink
 
 MAX_PENDING = 5000  # acknowledgements outstanding at once
 # One send() carries up to this many records: several times MAX_PENDING, so that publishing goes
@@ -74,7 +76,9 @@ def _error_of(data: bytes) -> str:
         return "an answer that is not a PubAck"
 
 
-class NatsSink:
+class NatsSink(Sink):
+    """Publishes each record as one message and waits for every PubAck."""
+
     batch_size = BATCH_SIZE
 
     def __init__(self, url: str, timeout: float) -> None:
@@ -137,9 +141,9 @@ class NatsSink:
             return  # a late answer to a send that already gave up
         batch.window.release()
         if msg.headers and msg.headers.get("Status") == "503":
-            batch.fail(Outcome(False, "retry", "no_stream", self.no_stream()))
+            batch.fail(Outcome.retry("no_stream", self.no_stream()))
         elif b'"error":' in msg.data:
-            batch.fail(Outcome(False, "retry", "jetstream_error",
+            batch.fail(Outcome.retry("jetstream_error",
                                f"JetStream refused: {_error_of(msg.data)}"))
         else:  # {"stream": ..., "seq": ...}, with "duplicate": true for a repeat
             batch.acked += 1
@@ -148,34 +152,34 @@ class NatsSink:
 
     # -- the sink ---------------------------------------------------------------------------
 
-    def send(self, data_lines: list[str], event_ids: list[str]) -> Outcome:
-        return self._run(self._send(data_lines, event_ids), len(data_lines))
+    def send(self, records: Sequence[StoredRecord]) -> Outcome:
+        return self._run(self._send(records), len(records))
 
-    async def _send(self, data_lines: list[str], event_ids: list[str]) -> Outcome:
+    async def _send(self, records: Sequence[StoredRecord]) -> Outcome:
         from nats import errors
 
         try:
             await self._connect()
         except (errors.NoServersError, OSError, TimeoutError, errors.Error) as err:
-            return Outcome(False, "retry", "refused",
+            return Outcome.retry("refused",
                            f"no NATS server of {', '.join(self.servers)} answered "
                            f"({type(err).__name__})")
         self._sends += 1
-        batch = self._batch = _Batch(str(self._sends), len(data_lines))
+        batch = self._batch = _Batch(str(self._sends), len(records))
         reply = f"{self._inbox}{batch.token}."
         publish = self._nc.publish
 
         async def publish_all() -> None:
             window = batch.window
-            for i, (line, event_id) in enumerate(zip(data_lines, event_ids, strict=True)):
+            for i, record in enumerate(records):
                 if window.locked():  # MAX_PENDING outstanding: wait for one to come back
                     await asyncio.wait_for(window.acquire(), self.timeout)
                 else:
                     await window.acquire()  # at once (no task, as wait_for would make)
                 if batch.problem is not None:
                     return
-                await publish(self.subject, line.encode(), reply=f"{reply}{i}",
-                              headers={"Nats-Msg-Id": event_id})
+                await publish(self.subject, record.data.encode(), reply=f"{reply}{i}",
+                              headers={"Nats-Msg-Id": record.event_id})
             while not batch.done.is_set():
                 before = batch.acked
                 with contextlib.suppress(TimeoutError):
@@ -188,12 +192,12 @@ class NatsSink:
             # acknowledging is not a failure, one that acknowledges nothing for it is.
             await publish_all()
         except TimeoutError:
-            return Outcome(False, "retry", "timeout",
-                           f"JetStream acknowledged {batch.acked} of {len(data_lines)} messages "
+            return Outcome.retry("timeout",
+                           f"JetStream acknowledged {batch.acked} of {len(records)} messages "
                            f"and then nothing for {self.timeout:g} s (a node down, or no "
                            "quorum); the batch is kept and retried")
         except errors.Error as err:
-            return Outcome(False, "retry", "network", f"NATS: {type(err).__name__}")
+            return Outcome.retry("network", f"NATS: {type(err).__name__}")
         finally:
             self._batch = None
         return batch.problem or DONE
@@ -225,6 +229,7 @@ class NatsSink:
         return None
 
     def close(self) -> None:
+        """Close the connection and end the event loop's thread."""
         if self._nc is not None and self._loop is not None:
             with contextlib.suppress(Exception):  # a connection that is already gone
                 self._run(self._nc.close())

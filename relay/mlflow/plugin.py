@@ -31,14 +31,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask
 
-from . import api
-from .app import Relay
-from .config import load_config
-from .ingest import Answer, ingest, internal_error
-from .scrub import ScrubFilter
+from ..control.config import load_config
+from ..ingest.answer import Answer
+from ..serve.app import Relay
+from ..serve.scrub import ScrubFilter
 
+# MLflow's own endpoint names for its two UI telemetry routes, whose views the relay takes over.
+MLFLOW_VIEWS = ("serve_get_ui_telemetry", "serve_post_ui_telemetry")
+# Where the relay's own routes (health, metrics) go, under MLflow's --static-prefix.
+ADMIN_PREFIX = "/ui-telemetry"
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_RECORDS = 1_000_000  # no limit of its own: the body's size bounds it
 # The loggers of the servers MLflow runs, and of MLflow's host and origin checks: their lines
@@ -53,7 +56,7 @@ def create_app() -> Any:
     from mlflow.server import app
 
     install(app)
-    if os.environ.get("_MLFLOW_SGI_NAME") == "uvicorn":
+    if _server_name() == "uvicorn":
         from mlflow.server.fastapi_app import create_fastapi_app
 
         return create_fastapi_app(app)
@@ -97,24 +100,30 @@ def _stop_the_server(err: Exception) -> None:
     """Under uvicorn's supervisor (its worker processes are multiprocessing children) a worker
     that fails to load is started again and again; end the supervisor instead."""
     parent = multiprocessing.parent_process()
-    if os.environ.get("_MLFLOW_SGI_NAME") == "uvicorn" and parent is not None:
+    if _server_name() == "uvicorn" and parent is not None:
         print(f"ui-telemetry-basic-auth: MLflow's basic-auth app could not start: {err}\n"
               "Stopping the server.", file=sys.stderr, flush=True)
         os.kill(parent.pid, signal.SIGTERM)
 
 
+def _server_name() -> str:
+    """uvicorn, gunicorn or waitress: what `mlflow server` runs. MLflow's CLI passes it to
+    the workers in this variable, which MLflow's own basic-auth app reads the same way."""
+    return os.environ.get("_MLFLOW_SGI_NAME", "")
+
+
+def _static_prefix() -> str:
+    """MLflow's --static-prefix, as its CLI passes it to the workers (and MLflow's basic-auth
+    app reads it)."""
+    return os.environ.get("_MLFLOW_STATIC_PREFIX", "").rstrip("/")
+
+
 def install(app: Flask) -> Relay:
     """Put the relay behind MLflow's UI telemetry routes of `app`."""
-    prefix = os.environ.get("_MLFLOW_STATIC_PREFIX", "")  # what --static-prefix sets
-    relay = Relay(load_config(static_prefix=prefix.rstrip("/"), max_body_bytes=MAX_BODY_BYTES,
+    relay = Relay(load_config(static_prefix=_static_prefix(), max_body_bytes=MAX_BODY_BYTES,
                               max_records_per_request=MAX_RECORDS))
-    app.extensions["ui_telemetry"] = relay
-    app.view_functions["serve_get_ui_telemetry"] = _get_config
-    app.view_functions["serve_post_ui_telemetry"] = _post_records
-    app.add_url_rule(f"{prefix.rstrip('/')}/ui-telemetry/health", "ui_telemetry_health",
-                     api.health, methods=["GET"])
-    app.add_url_rule(f"{prefix.rstrip('/')}/ui-telemetry/metrics", "ui_telemetry_metrics",
-                     api.metrics, methods=["GET"])
+    relay.init_app(app, ui=False, security_headers=False, endpoint_views=MLFLOW_VIEWS,
+                   admin_prefix=ADMIN_PREFIX, answer_filter=for_mlflow_worker)
     scrub_server_logs()
     return relay
 
@@ -133,23 +142,3 @@ def for_mlflow_worker(answer: Answer) -> Answer:
     if answer.status >= 400:
         return Answer(200, answer.body, answer.headers)
     return answer
-
-
-def _relay() -> Relay:
-    relay: Relay = current_app.extensions["ui_telemetry"]
-    relay.forwarder.start()  # in this worker process, after any fork; a no-op once running
-    return relay
-
-
-def _get_config() -> Response:
-    _relay()
-    return api.get_config()
-
-
-def _post_records() -> Response:
-    relay = _relay()
-    try:
-        answer = ingest(relay, request.environ)
-    except Exception as err:  # noqa: BLE001 - MLflow's error handlers would word it for a person
-        answer = internal_error(err, request.method, request.path)
-    return api.response(for_mlflow_worker(answer))

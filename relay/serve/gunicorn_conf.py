@@ -1,6 +1,6 @@
 """gunicorn settings for `ui-telemetry serve`: scrubbed logs and the forwarder's life cycle.
 
-Loaded with `gunicorn -c python:relay.gunicorn_conf`. gunicorn's usual access log starts with
+Loaded with `gunicorn -c python:relay.serve.gunicorn_conf`. gunicorn's usual access log starts with
 the client address and its error log says `Invalid request from ip=...`; the ScrubbingLogger
 below makes neither possible.
 """
@@ -12,6 +12,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
+from .extension import relay_of
 from .scrub import access_path, scrub
 
 
@@ -67,18 +68,18 @@ forwarded_allow_ips = ""
 proxy_allow_ips = ""
 
 
-def post_worker_init(worker: Any) -> None:
-    """Start the forwarder in each worker, after the fork (threads do not survive a fork)."""
-    relay = worker.wsgi.extensions.get("ui_telemetry")
-    if relay is not None:
-        relay.forwarder.start()
-
-
 def worker_exit(server: Any, worker: Any) -> None:
-    """On SIGTERM, send what can be sent before gunicorn's graceful timeout runs out."""
-    relay = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get("ui_telemetry")
+    """On SIGTERM, send what can be sent before gunicorn's graceful timeout runs out.
+
+    No start hook: gunicorn loads the app in each worker after the fork, and Relay.init_app
+    starts the forwarder there.
+    """
+    app = getattr(worker, "wsgi", None)
+    relay = relay_of(app) if app is not None else None
     if relay is not None:
         relay.forwarder.stop(drain_seconds=max(0.0, server.cfg.graceful_timeout - 2.0))
+
+
 # gunicorn 27's control socket sits at one fixed path per user: two relays would fight over it,
 # and the relay needs no runtime control beyond signals.
 control_socket_disable = True

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import counters as c
+from .codec import KEY_BYTES
+from .data import BATCH_SIZE
 
 FORMAT = 1  # PRAGMA user_version: bump, and migrate, whenever a table below changes
 SCHEMA = """
@@ -26,8 +28,8 @@ SCHEMA = """
 -- the depth in records is two O(log n) lookups: last total - (first total - first n).
 -- No AUTOINCREMENT: its counter is one more page written by every POST (2.7% of throughput).
 -- A new row still gets an id above every row in the table (SQLite's max + 1), which is all
--- remove() needs; an id is used again only after every row from it on was deleted. (A spool
--- made with AUTOINCREMENT by earlier builds reads and works the same: still format 1.)
+-- remove() needs; an id is used again only after every row from it on was deleted. A table
+-- made with AUTOINCREMENT reads and works the same.
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY,
     received_at REAL NOT NULL,
@@ -35,7 +37,7 @@ CREATE TABLE IF NOT EXISTS batches (
     total INTEGER NOT NULL,
     data TEXT NOT NULL  -- one record a line, as relay.codec wrote them
 );
--- The event ids of delivered records, 16 bytes each, one row per delivered batch: the
+-- The event ids of delivered records (codec.pack()ed), one row per delivered batch: the
 -- forwarder keeps them in memory to skip a record it has delivered before. Appending here is
 -- sequential: a unique index on ids, checked on every POST, cost more than everything else
 -- a POST does (random UUIDs dirty a different page each).
@@ -56,8 +58,8 @@ CREATE TABLE IF NOT EXISTS state (
 ) WITHOUT ROWID;
 """
 
-# MLflow's upstream batch size: the forwarder always sends whole rows.
-ROW_LIMIT = 500
+# A row holds at most an upstream batch, so the forwarder always sends whole rows.
+ROW_LIMIT = BATCH_SIZE
 
 Count = tuple[str, str, int]  # (counter name, label value, increment)
 
@@ -71,7 +73,7 @@ _INSERT = ("INSERT INTO batches (received_at, n, total, data) SELECT ?1, ?2, "
 _UNLESS_FULL = f" WHERE ?4 IS NULL OR {_DEPTH} + ?2 <= ?4"  # ?4 the limit, or None
 _SELECT_DEPTH = f"SELECT {_DEPTH}"
 # Delivered rows that delivered_since() no longer reaches: newer rows hold ?1 bytes of ids.
-# Without this, a busy relay's table grows by 16 bytes a record for the whole retention time.
+# Without this, a busy relay's table grows by a key a record for the whole retention time.
 _TRIM_DELIVERED = ("DELETE FROM delivered WHERE id <= (SELECT max(id) FROM (SELECT id, "
                    "sum(length(event_ids)) OVER (ORDER BY id DESC) - length(event_ids) AS newer "
                    "FROM delivered) WHERE newer >= ?1)")
@@ -148,10 +150,13 @@ class Spool:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # A COMMIT that failed (locked, disk full) leaves the transaction open, and
+                # every later BEGIN on this connection would fail: always end it here.
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
 
     @staticmethod
     def _count(db: sqlite3.Connection, counts: Iterable[Count]) -> None:
@@ -239,7 +244,7 @@ class Spool:
         peek() returns the lowest ids, and a row stored meanwhile gets a higher id than any in
         the table, the peeked ones included (they stay until now), so the batch is exactly the
         rows between its first and last id: one range delete.
-        `delivered` (16 bytes an event id) is remembered in the same transaction.
+        `delivered` (codec.pack()ed keys) is remembered in the same transaction.
         """
         with self._transaction() as db:
             db.execute("DELETE FROM batches WHERE id BETWEEN ? AND ?", (rows[0].id, rows[-1].id))
@@ -249,14 +254,14 @@ class Spool:
             self._count(db, counts)
 
     def delivered_since(self, since: float, limit: int) -> Iterator[tuple[float, bytes]]:
-        """(when, packed event ids) delivered after `since`, newest first, about `limit` ids."""
+        """(when, packed keys) delivered after `since`, newest first, about `limit` ids."""
         held = 0
         cursor = self._connection().execute(
             "SELECT at, event_ids FROM delivered WHERE at >= ? ORDER BY id DESC", (since,))
         for at, blob in cursor:
             if held >= limit:
                 break
-            held += len(blob) // 16
+            held += len(blob) // KEY_BYTES
             yield at, blob
         cursor.close()
 
@@ -264,9 +269,9 @@ class Spool:
         """Fold the WAL into the database, so that the next writer starts it over.
 
         SQLite starts the WAL over only once every frame in it is folded, and under steady
-        POSTs some always arrive while a checkpoint runs: the WAL then grew without end
-        (350 MB in 14 s of the throughput benchmark). So the bulk is folded while writers
-        go on, and the frames they added meanwhile with the writers' lock held, briefly.
+        POSTs some always arrive while a checkpoint runs, so a WAL checkpointed only that
+        way grows without end. So the bulk is folded while writers go on, and the frames
+        they added meanwhile with the writers' lock held, briefly.
         """
         db = self._connection()
         db.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -284,7 +289,7 @@ class Spool:
             db.execute("DELETE FROM batches WHERE received_at < ?", (cutoff,))
             db.execute("DELETE FROM delivered WHERE at < ?", (now - remember,))
             if max_ids is not None:
-                db.execute(_TRIM_DELIVERED, (max_ids * 16,))
+                db.execute(_TRIM_DELIVERED, (max_ids * KEY_BYTES,))
             self._count(db, [(c.DROPPED, "expired", dropped)])
         return dropped
 

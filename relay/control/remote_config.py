@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..store.data import package_version, user_agent
 from .config import Config
-from .data import package_version
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class ConfigState:
 def fetch_json(url: str, timeout: float) -> dict[str, Any]:
     # Only our own User-Agent: nothing of any browser request goes into this fetch.
     request = urllib.request.Request(url, headers={
-        "User-Agent": f"ui-telemetry-relay/{package_version()}", "Accept": "application/json"})
+        "User-Agent": user_agent(), "Accept": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as resp:
         body = json.loads(resp.read(256 * 1024))
     if not isinstance(body, dict):

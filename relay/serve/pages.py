@@ -15,7 +15,6 @@ from flask import (
     Flask,
     Response,
     abort,
-    current_app,
     render_template,
     request,
     send_from_directory,
@@ -23,18 +22,26 @@ from flask import (
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 
-from .data import DATA_FIELDS
-from .schema import COMPONENT_TYPES, EVENT_TYPES, describe
+from ..ingest.schema import COMPONENT_TYPES, EVENT_TYPES, describe
+from ..store.data import DATA_FIELDS
+from .demo import EXPERIMENTS, MODELS, PROMPTS, RUNS, TABS
+from .extension import current_relay
 
 if TYPE_CHECKING:
     from .app import Relay
 
-_HERE = Path(__file__).resolve().parent
-# Inside a wheel, templates/ and static/ are package data beside this file; in a checkout they
-# sit at the top of the repository.
-TEMPLATE_DIR = str(_HERE / "templates" if (_HERE / "templates").is_dir()
-                   else _HERE.parent / "templates")
-STATIC_DIR = str(_HERE / "static" if (_HERE / "static").is_dir() else _HERE.parent / "static")
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def _shipped(name: str) -> str:
+    """Inside a wheel, templates/ and static/ are package data of `relay`; in a checkout they
+    sit at the top of the repository, beside it."""
+    inside = _PACKAGE / name
+    return str(inside if inside.is_dir() else _PACKAGE.parent / name)
+
+
+TEMPLATE_DIR = _shipped("templates")
+STATIC_DIR = _shipped("static")
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
@@ -45,13 +52,9 @@ SECURITY_HEADERS = (("Content-Security-Policy", CSP), ("X-Content-Type-Options",
 bp = Blueprint("ui_telemetry_pages", __name__)
 
 
-def _relay() -> Relay:
-    return current_app.extensions["ui_telemetry"]
-
-
 def page_config() -> dict[str, Any]:
     """What the browser module needs, decided for this request."""
-    r = _relay()
+    r = current_relay()
     state = r.remote.get()
     decision = r.policy.for_request(request.headers)
     endpoint = r.config.endpoint_path
@@ -89,26 +92,6 @@ def _render(template: str, **context: Any) -> str:
     return render_template(template, active=template.removesuffix(".html"), **context)
 
 
-# A fixed sample set: the UI exists to show telemetry at work, not to track experiments.
-EXPERIMENTS = [
-    {"id": "1", "name": "fraud-detection", "runs": 24, "created": "2026-10-02"},
-    {"id": "2", "name": "churn-forecast", "runs": 11, "created": "2026-10-19"},
-    {"id": "3", "name": "support-chatbot-evals", "runs": 57, "created": "2026-11-03"},
-]
-RUNS = [
-    {"name": "bright-owl-12", "status": "FINISHED", "accuracy": "0.931", "duration": "4m 12s"},
-    {"name": "calm-fox-7", "status": "FINISHED", "accuracy": "0.918", "duration": "3m 58s"},
-    {"name": "swift-lynx-3", "status": "FAILED", "accuracy": "-", "duration": "0m 41s"},
-]
-MODELS = [
-    {"name": "fraud-classifier", "version": 7, "alias": "champion", "updated": "2026-11-20"},
-    {"name": "churn-gbm", "version": 3, "alias": "challenger", "updated": "2026-11-12"},
-]
-PROMPTS = [
-    {"name": "support-answer", "version": 4, "updated": "2026-11-22"},
-    {"name": "ticket-summary", "version": 2, "updated": "2026-11-08"},
-]
-TABS = ("runs", "traces", "evaluation")
 
 
 @bp.get("/")
@@ -158,11 +141,14 @@ def static(filename: str) -> Response:
     return send_from_directory(STATIC_DIR, filename, max_age=300)
 
 
-def init_app(app: Flask, relay: Relay, *, ui: bool = True) -> None:
+def init_app(app: Flask, relay: Relay, *, ui: bool, security_headers: bool) -> None:
+    """The page-config helper always; our pages and the security headers when asked."""
     if ui:
         app.register_blueprint(bp, url_prefix=relay.config.static_prefix or None)
     app.add_template_global(ui_telemetry_config)
     app.add_template_global(lambda: relay.config.static_prefix, "static_prefix")
+    if not security_headers:
+        return
 
     @app.after_request
     def _headers(resp: Response) -> Response:

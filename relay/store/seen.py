@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from itertools import repeat
 
+from .codec import unpack
 from .spool import Spool
 
 # A browser retries for at most the 7-day timestamp window: keep ids a day longer.
@@ -20,20 +20,9 @@ REMEMBER_SECONDS = 8 * 86400
 MAX_IDS = 500_000  # about 40 MB of Python ints and set slots at most
 
 
-def keys_of(event_ids: list[str]) -> list[int]:
-    """Each canonical event id as the 128-bit int it spells, in one pass."""
-    return list(map(int, "\n".join(event_ids).replace("-", "").split("\n"), repeat(16)))
-
-
-def pack(keys: list[int]) -> bytes:
-    return b"".join(k.to_bytes(16, "big") for k in keys)
-
-
-def unpack(blob: bytes) -> list[int]:
-    return [int.from_bytes(blob[i:i + 16], "big") for i in range(0, len(blob), 16)]
-
-
 class SeenIds:
+    """The keys (StoredRecord.key) of delivered records, oldest forgotten first."""
+
     def __init__(self, max_ids: int = MAX_IDS, remember: float = REMEMBER_SECONDS) -> None:
         self.max_ids = max_ids
         self.remember = remember

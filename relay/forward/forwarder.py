@@ -8,26 +8,29 @@ over after a kill -9, and no two workers ever send the same rows in normal opera
 from __future__ import annotations
 
 import fcntl
+import logging
 import random
 import threading
 import time
 from collections.abc import Callable
 from typing import IO
 
-from . import counters as c
-from .codec import Codec
-from .config import Config
-from .policy import Policy
-from .remote_config import RemoteConfig
-from .seen import SeenIds, keys_of, pack
-from .sinks import Outcome, Sink, make_sink
-from .spool import Count, Row, Spool
+from ..control.config import Config
+from ..control.policy import Policy
+from ..control.remote_config import RemoteConfig
+from ..store import counters as c
+from ..store.codec import Codec, StoredRecord, pack
+from ..store.seen import SeenIds
+from ..store.spool import Count, Row, Spool
+from . import make_sink
+from .base import Action, Outcome, Sink
 
 MIN_BACKOFF = 1.0
 MAX_BACKOFF = 60.0
 EXPIRE_EVERY = 60.0
 CHECKPOINT_EVERY = 1.0
 IDLE_POLL = 0.5
+log = logging.getLogger("relay")
 
 
 class Backoff:
@@ -50,6 +53,8 @@ class Backoff:
 
 
 class Forwarder:
+    """Drains the spool into the sink of the current upstream URL, in its own thread."""
+
     def __init__(self, spool: Spool, config: Config, remote: RemoteConfig, codec: Codec,
                  policy: Policy,
                  sink_factory: Callable[[str, float], Sink] = make_sink,
@@ -118,19 +123,30 @@ class Forwarder:
             self._thread.join(drain_seconds + self.config.upstream_timeout + 1)
         self.release()
 
+    @property
+    def running(self) -> bool:
+        """True while this process's forwarder thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
     def _run(self) -> None:
+        failures = Backoff()
         while not self._stop.is_set():
-            if not self.try_lead():
-                self._stop.wait(1.0)
-                continue
             try:
+                if not self.try_lead():
+                    self._stop.wait(1.0)
+                    continue
                 delay = self.step()
+                failures.reset()
             except Exception as err:  # noqa: BLE001 - the thread must outlive a bad moment
+                delay = failures.next_delay()
                 self._note_error("internal", f"{type(err).__name__}: {err}")
-                delay = 5.0
             self._stop.wait(delay)
         if self._lock_file is not None:
-            self.drain(self._drain_until or self.clock())
+            try:
+                self.drain(self._drain_until or self.clock())
+            except Exception as err:  # noqa: BLE001 - what is not sent stays in the spool
+                log.error("forwarder: the drain stopped early: %s", type(err).__name__)
+        self._close_sink()
 
     # -- the work ---------------------------------------------------------------------------
 
@@ -140,8 +156,17 @@ class Forwarder:
 
     def _sink_for(self, url: str) -> Sink:
         if self._sink is None or self._sink.url != url:
+            self._close_sink()  # a NATS sink holds a connection and a thread
             self._sink = self.sink_factory(url, self.config.upstream_timeout)
         return self._sink
+
+    def _close_sink(self) -> None:
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            try:
+                sink.close()
+            except Exception as err:  # noqa: BLE001 - a sink that cannot close is let go
+                log.error("forwarder: closing the sink failed: %s", type(err).__name__)
 
     def step(self, force: bool = False) -> float:
         """Send at most one batch if it is time; return how long to wait before the next step."""
@@ -170,56 +195,47 @@ class Forwarder:
         self._last_send = now
         if not rows:
             return min(IDLE_POLL, self.config.flush_interval)
-        lines, keys, event_ids = self._new_records(rows)
+        records = self._new_records(rows)
         held = sum(row.n for row in rows)
-        duplicates = (c.DUPLICATES, "", held - len(lines))
-        if not lines:
+        duplicates = (c.DUPLICATES, "", held - len(records))
+        if not records:
             self.spool.remove(rows, [duplicates])
             return 0.0
-        outcome = sink.send(lines, event_ids)
+        outcome = sink.send(records)
         if outcome.ok:
             self.backoff.reset()
-            self.spool.remove(rows, [(c.FORWARDED, "", len(lines)), duplicates], pack(keys))
+            keys = [r.key for r in records]
+            self.spool.remove(rows, [(c.FORWARDED, "", len(records)), duplicates], pack(keys))
             self.seen.add(keys)
             return 0.0 if self.spool.depth() >= size else \
                 min(IDLE_POLL, self.config.flush_interval)
-        self._on_failure(outcome, rows, [(c.DROPPED, "upstream_rejected", len(lines)),
+        self._on_failure(outcome, rows, [(c.DROPPED, "upstream_rejected", len(records)),
                                          duplicates])
-        return 0.0 if outcome.action == "drop" else 1.0
+        return 0.0 if outcome.action is Action.DROP else 1.0
 
-    def _new_records(self, rows: list[Row]) -> tuple[list[str], list[int], list[str]]:
-        """The DATA lines of records not delivered before (nor twice in these rows), with
-        their ids as ints and as text."""
-        lines: list[str] = []
-        keys: list[int] = []
-        ids: list[str] = []
+    def _new_records(self, rows: list[Row]) -> list[StoredRecord]:
+        """The records of these rows not delivered before, each once."""
+        records: list[StoredRecord] = []
         fresh: set[int] = set()
         seen = self.seen
         for row in rows:
-            event_ids, row_lines = self.codec.read_row(row.data, row.n)
-            row_keys = keys_of(event_ids)
-            if seen.isdisjoint(row_keys) and fresh.isdisjoint(row_keys) \
-                    and len(set(row_keys)) == row.n:
-                # The usual row, all new: taken whole, not a record at a time.
-                fresh.update(row_keys)
-                keys += row_keys
-                lines += row_lines
-                ids += event_ids
+            row_records = self.codec.read_row(row.data, row.n)
+            keys = {r.key for r in row_records}
+            if len(keys) == row.n and seen.isdisjoint(keys) and fresh.isdisjoint(keys):
+                fresh |= keys  # the usual row, all new: taken whole
+                records += row_records
                 continue
-            for k, line, event_id in zip(row_keys, row_lines, event_ids, strict=True):
-                if k in seen or k in fresh:
-                    continue
-                fresh.add(k)
-                keys.append(k)
-                lines.append(line)
-                ids.append(event_id)
-        return lines, keys, ids
+            for r in row_records:
+                if r.key not in seen and r.key not in fresh:
+                    fresh.add(r.key)
+                    records.append(r)
+        return records
 
     def _on_failure(self, outcome: Outcome, rows: list[Row], dropped: list[Count]) -> None:
         self._note_error(outcome.kind, outcome.detail)
-        if outcome.action == "retry":
+        if outcome.action is Action.RETRY:
             self._retry_at = self.clock() + self.backoff.next_delay(outcome.retry_after)
-        elif outcome.action == "stop":
+        elif outcome.action is Action.STOP:
             if not self.remote.url:
                 # A local config has nothing to refresh: look again after the retry period.
                 self._retry_at = self.clock() + self.config.config_retry_seconds
@@ -229,8 +245,15 @@ class Forwarder:
             self.spool.remove(rows, dropped)
 
     def _note_error(self, kind: str, detail: str) -> None:
-        self.spool.count([(c.UPSTREAM_ERRORS, kind, 1)])
-        self.spool.set_state("last_error", {"kind": kind, "detail": detail, "at": time.time()})
+        """Count and keep the error for /metrics and `status`; a spool that cannot take the
+        note (locked, full disk) must not end the thread, so that failure is only logged."""
+        try:
+            self.spool.count([(c.UPSTREAM_ERRORS, kind, 1)])
+            self.spool.set_state("last_error",
+                                 {"kind": kind, "detail": detail, "at": time.time()})
+        except Exception as err:  # noqa: BLE001
+            log.error("forwarder: %s (and it could not be noted: %s)", kind,
+                      type(err).__name__)
 
     def drain(self, deadline: float) -> None:
         """Send everything now, until the spool is empty, the upstream fails or time is up."""

@@ -11,6 +11,9 @@ A validated record becomes one line of text, in one of two forms:
 Either way the event_id comes first, in canonical form, and a spool row holds its records one
 a line. The event_id is settled here, once: the browser's, written canonically, or a new one
 when it sent none; it is stored with the record, so every retry of the row sends the same id.
+
+Read back, each record is a StoredRecord (event_id, key, DATA line): the one type the forwarder
+and every sink handle.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from typing import Any
+from itertools import repeat
+from typing import Any, NamedTuple
 
+from ..ingest.schema import ParamsSchema, RecordSchema, alphabet
 from .data import DATA_FIELDS, ServerInfo, to_data
-from .schema import ParamsSchema, RecordSchema, alphabet
 
 STORED_FIELDS = ("event_id", "event_name", "timestamp_ns", "params.componentId",
                  "params.componentType", "params.componentViewId", "params.eventType",
@@ -34,7 +38,32 @@ _COMMON = frozenset(COMMON_PARAMS)
 # newlines separate values and records. Printable ASCII but " and \ is safe for all three.
 PLAIN = frozenset(map(chr, range(0x20, 0x7F))) - {'"', "\\"}
 
+KEY_BYTES = 16  # an event id as a key: the 128 bits its UUID spells
+
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
+class StoredRecord(NamedTuple):
+    """One record as it leaves the spool: what the forwarder checks and a sink sends."""
+
+    event_id: str  # canonical UUID text, the upstream's de-duplication key
+    key: int  # the same id as a 128-bit int: cheap to keep in a set of delivered ids
+    data: str  # the DATA line, JSON text
+
+
+def keys_of(event_ids: list[str]) -> list[int]:
+    """Each canonical event id as the 128-bit int it spells, in one pass."""
+    return list(map(int, "\n".join(event_ids).replace("-", "").split("\n"), repeat(16)))
+
+
+def pack(keys: list[int]) -> bytes:
+    """Keys as KEY_BYTES bytes each, the spool's record of what was delivered."""
+    return b"".join(k.to_bytes(KEY_BYTES, "big") for k in keys)
+
+
+def unpack(blob: bytes) -> list[int]:
+    return [int.from_bytes(blob[i:i + KEY_BYTES], "big")
+            for i in range(0, len(blob), KEY_BYTES)]
 
 
 def compact_is_safe() -> bool:
@@ -118,8 +147,12 @@ class Codec:
         """The DATA line of one stored record."""
         return text if text[0] == "{" else self._template % tuple(text.split("\t"))
 
-    def read_row(self, data: str, n: int) -> tuple[list[str], list[str]]:
-        """The event ids and DATA lines of a spool row of n records (one a line)."""
+    def read_row(self, data: str, n: int) -> list[StoredRecord]:
+        """The records of a spool row of n records (one a line)."""
+        ids, lines = self._ids_and_lines(data, n)
+        return list(map(StoredRecord, ids, keys_of(ids), lines))
+
+    def _ids_and_lines(self, data: str, n: int) -> tuple[list[str], list[str]]:
         width = len(STORED_FIELDS)
         values = data.replace("\n", "\t").split("\t")
         if len(values) != width * n:  # some record is a DATA line (it holds no tab)

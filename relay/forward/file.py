@@ -1,0 +1,42 @@
+"""file:///path.jsonl: one DATA object a line, the default upstream (nothing leaves the machine)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from ..store.codec import StoredRecord
+from .base import DONE, Outcome, Sink
+
+
+def file_url_path(url: str) -> Path:
+    """The path a file:// URL names."""
+    return Path(unquote(urlsplit(url).path))
+
+
+class FileSink(Sink):
+    """Appends each batch and fsyncs it before the spool forgets the records."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = file_url_path(url)
+
+    def send(self, records: Sequence[StoredRecord]) -> Outcome:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write("".join(f"{r.data}\n" for r in records))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:
+            return Outcome.retry("file_error", f"cannot write {self.path}: "
+                                 f"{err.strerror or err}")
+        return DONE
+
+    def check(self) -> str | None:
+        directory = self.path.parent
+        if directory.exists() and not os.access(directory, os.W_OK):
+            return f"cannot write to {directory}"
+        return None

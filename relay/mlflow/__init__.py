@@ -1,0 +1,1 @@
+"""The relay inside `mlflow server`: the `mlflow.app` entry points (plugin.py)."""
