@@ -7,7 +7,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Request, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    Request,
+    sync_playwright,
+)
 
 from tests.support import CaptureUpstream, RelayServer
 
@@ -28,14 +35,34 @@ document.addEventListener('securitypolicyviolation',
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def playwright() -> Iterator[Playwright]:
+    """One Playwright for the session: a second sync_playwright() in one thread fails."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: run `bash scripts/test.sh`, "
                     "which installs Debian's chromium")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    yield b
+    b.close()
+
+
+# A name that is not localhost: a page served by it over plain HTTP is not a secure context, as
+# an MLflow server reached by an intranet name is not.
+INSECURE_HOST = "mlflow.test"
+
+
+@pytest.fixture(scope="session")
+def insecure_browser(playwright: Playwright) -> Iterator[Browser]:
+    """Chromium that resolves INSECURE_HOST to 127.0.0.1."""
+    b = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        *ARGS, f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1"])
+    yield b
+    b.close()
 
 
 class Relay:

@@ -9,11 +9,11 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.support import wait_for
 
-from .conftest import ARTIFACTS, PAGES, Relay, Watched
+from .conftest import ARTIFACTS, INSECURE_HOST, PAGES, Relay, Watched
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 Expected = tuple[str, str, str]  # componentId, componentType, eventType
@@ -287,3 +287,30 @@ def test_no_csp_violation_or_console_error_on_any_page(relay: Relay,
         assert page.evaluate("""[...document.scripts].filter((s) => s.type != 'application/json'
             && !(s.src && new URL(s.src).origin == location.origin)).length""") == 0, name
     assert w.errors == []
+
+
+# --- 8 ---------------------------------------------------------------------------------------
+
+def test_clicks_arrive_from_a_page_that_is_not_a_secure_context(relay: Relay,
+                                                               insecure_browser: Browser) -> None:
+    # MLflow is often opened over plain HTTP by an intranet name: no crypto.randomUUID there.
+    context = insecure_browser.new_context()
+    w = Watched(context)
+    try:
+        page = w.page(f"http://{INSECURE_HOST}:{relay.server.port}/experiments")
+        assert page.evaluate("[window.isSecureContext, typeof crypto.randomUUID]") == \
+            [False, "undefined"]
+        for _ in range(3):
+            click(page, "mlflow.experiments.table.header-name")
+        click(page, "mlflow.experiments.create-button")
+        page.goto(f"http://{INSECURE_HOST}:{relay.server.port}/models")  # leave: sent now
+        wait_for(lambda: len(relay.params()) >= 4, timeout=15)
+        assert triples(relay) == Counter({
+            ("mlflow.experiments.table.header-name", "table_header", "onClick"): 3,
+            ("mlflow.experiments.create-button", "button", "onClick"): 1})
+        assert all(UUID.match(p["componentViewId"]) for p in relay.params())
+        assert all(UUID.match(d["event_id"]) and UUID.match(d["installation_id"])
+                   for d in relay.upstream.data())
+        assert w.errors == []
+    finally:
+        context.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import platform
 import time
@@ -16,7 +17,7 @@ from flask.testing import FlaskClient
 from relay.serve.extension import relay_of
 
 from .conftest import build_app
-from .support import ENDPOINT, REPO, make_record, read_sink, waiting_data
+from .support import ENDPOINT, REPO, RelayServer, make_record, read_sink, waiting_data
 
 
 def post(client: FlaskClient, body: object, content_type: str = "application/json",
@@ -95,6 +96,35 @@ def test_more_than_1000_records_get_400(client: FlaskClient) -> None:
 def test_exactly_1000_records_are_fine(client: FlaskClient) -> None:
     resp = post(client, {"records": [make_record() for _ in range(1000)]})
     assert resp.get_json()["accepted"] == 1000
+
+
+def body_of_size(size: int) -> bytes:
+    """A valid batch of one record, padded (an unknown top-level field) to exactly `size` bytes."""
+    empty = json.dumps({"records": [make_record()], "pad": ""}).encode()
+    body = empty[:-2] + b"x" * (size - len(empty)) + b'"}'
+    assert len(body) == size
+    return body
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["Content-Length", "chunked"])
+def test_the_body_limit_is_exact_under_gunicorn(tmp_path: Path, chunked: bool) -> None:
+    server = RelayServer(tmp_path / "data").start()
+    try:
+        for size, status in ((1024 * 1024, 200), (1024 * 1024 + 1, 413)):
+            body = body_of_size(size)
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            conn.request("POST", ENDPOINT, body=iter([body]) if chunked else body,
+                         headers={"Content-Type": "text/plain"}, encode_chunked=chunked)
+            resp = conn.getresponse()
+            answer = json.loads(resp.read())
+            conn.close()
+            assert resp.status == status, (size, answer)
+            if status == 200:
+                assert answer["accepted"] == 1
+            else:
+                assert "larger than 1024 KiB" in answer["error"]
+    finally:
+        server.stop()
 
 
 def test_body_over_1_mib_gets_413(client: FlaskClient) -> None:

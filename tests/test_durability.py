@@ -168,3 +168,15 @@ def test_the_wal_is_started_over_while_posts_keep_coming(tmp_path: Path) -> None
         assert size <= per_post * (widest + 10) * 2, \
             f"the WAL holds {size:,} bytes, {size / per_post:.0f} POSTs' worth, after " \
             f"{until} POSTs whose widest gap between checkpoints was {widest}"
+
+
+def test_every_connection_runs_with_the_durability_settings(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.sqlite3")
+    expected = {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 30000,
+                "wal_autocheckpoint": 0, "secure_delete": 0}  # synchronous 1 is NORMAL
+    assert spool.settings() == expected
+    seen: list[dict[str, object]] = []
+    other = threading.Thread(target=lambda: seen.append(spool.settings()))
+    other.start()
+    other.join(10)
+    assert seen == [expected]  # the forwarder's thread has a connection of its own

@@ -14,7 +14,7 @@ from marshmallow import ValidationError, fields
 
 from relay.ingest import validation
 from relay.ingest.schema import FullMatch, ParamsSchema, RecordSchema
-from relay.ingest.validation import _SHAPE, _by_field, finish, load_record, validate_batch
+from relay.ingest.validation import SHAPE, by_field, finish, load_record, validate_batch
 from relay.serve.extension import relay_of
 from relay.store import codec
 from relay.store.codec import STORED_FIELDS, Codec
@@ -142,13 +142,13 @@ def _marshmallow(record: object) -> dict | None:
 def test_every_fast_path_agrees_with_marshmallow(record: object) -> None:
     """Each shortcut answers exactly as RecordSchema().load() would, or declines."""
     expected = _marshmallow(record)
-    by_field = _by_field(copy.deepcopy(record))
-    if by_field is not None:
-        assert by_field == expected
-    assert _SHAPE is not None
-    low, high = _SHAPE.window.bounds()
+    checked = by_field(copy.deepcopy(record))
+    if checked is not None:
+        assert checked == expected
+    assert SHAPE is not None
+    low, high = SHAPE.window.bounds()
     item = copy.deepcopy(record)
-    if _SHAPE.check(item, low, high):
+    if SHAPE.check(item, low, high):
         # The item passes as it is: what load() gives, less the optional params it fills with
         # None (the shape has none).
         assert expected is not None
@@ -164,10 +164,10 @@ def test_every_fast_path_agrees_with_marshmallow(record: object) -> None:
 
 
 def test_the_fast_paths_take_the_common_cases() -> None:
-    assert _SHAPE is not None, "the schema no longer compiles to a common shape"
-    low, high = _SHAPE.window.bounds()
-    assert _SHAPE.check(make_record(), low, high)
-    assert _by_field(make_record(params={"value": "dark", "componentSubType": "x"})) is not None
+    assert SHAPE is not None, "the schema no longer compiles to a common shape"
+    low, high = SHAPE.window.bounds()
+    assert SHAPE.check(make_record(), low, high)
+    assert by_field(make_record(params={"value": "dark", "componentSubType": "x"})) is not None
 
 
 def _full_matches() -> list[tuple[str, FullMatch]]:
@@ -184,23 +184,23 @@ def test_each_pattern_keeps_to_its_declared_alphabet(name: str, check: FullMatch
     accepts holds a character outside the alphabet, whichever code point it is."""
     valid = make_record(params={"componentSubType": "primary"})
     sample = valid[name] if name in valid else valid["params"][name]
-    assert check.regex.match(sample) and set(sample) <= check.alphabet
+    assert check.match(sample) and set(sample) <= check.alphabet
     for code in range(0x110000):
         char = chr(code)
         if char not in check.alphabet:
-            assert not check.regex.match(char + sample[1:]), (name, hex(code))
+            assert not check.match(char + sample[1:]), (name, hex(code))
 
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_strings_a_pattern_accepts_are_made_of_its_alphabet(data: st.DataObject) -> None:
     name, check = data.draw(st.sampled_from(_full_matches()))
-    value = data.draw(st.from_regex(check.regex, fullmatch=True))
+    value = data.draw(st.from_regex(check.pattern, fullmatch=True))
     assert set(value) <= check.alphabet, name
     # ... and a character from outside it, anywhere, is refused.
     char = data.draw(st.characters().filter(lambda c: c not in check.alphabet))
     at = data.draw(st.integers(0, len(value)))
-    assert not check.regex.match(value[:at] + char + value[at:])
+    assert not check.match(value[:at] + char + value[at:])
 
 
 def test_a_schema_that_allows_more_keeps_records_as_data_lines(
@@ -222,7 +222,7 @@ def test_a_schema_that_allows_more_keeps_records_as_data_lines(
     # And the shape check, whose values are joined by tabs, leaves such a field to the
     # field-by-field path.
     monkeypatch.setattr(validation, "_PARAMS", LooseParams())
-    assert validation._compile_shape() is None
+    assert validation.compile_shape() is None
 
 
 @settings(max_examples=500, deadline=None)

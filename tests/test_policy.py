@@ -17,14 +17,21 @@ from relay.control.policy import (
 )
 from relay.serve.extension import relay_of
 
-from .support import ENDPOINT, make_record
+from .support import ENDPOINT, REPO, make_record
+
+# Written out here, as the README lists them: a name dropped from the relay's own constants
+# fails these tests instead of silently dropping its case.
+CI_NAMES = ("CI", "GITHUB_ACTIONS", "CIRCLECI", "GITLAB_CI", "JENKINS_URL", "TRAVIS", "TF_BUILD",
+            "BITBUCKET_BUILD_NUMBER", "CODEBUILD_BUILD_ARN", "BUILDKITE", "TEAMCITY_VERSION",
+            "PYTEST_CURRENT_TEST")
+OPT_OUT_NAMES = ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
 
 
 def spool_depth(client: FlaskClient) -> int:
     return relay_of(client.application).spool.depth()
 
 
-@pytest.mark.parametrize("name", ["MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"])
+@pytest.mark.parametrize("name", OPT_OUT_NAMES)
 @pytest.mark.parametrize("value", ["true", "TRUE", "1", "yes", "Yes"])
 def test_opt_out_variables(name: str, value: str) -> None:
     decision = environment_decision({name: value})
@@ -37,7 +44,17 @@ def test_opt_out_variables_other_values_leave_it_on(value: str) -> None:
     assert environment_decision({"DO_NOT_TRACK": value, "RELAY_IGNORE_CI": "true"}).enabled
 
 
-@pytest.mark.parametrize("name", CI_VARIABLES)
+
+
+def test_the_relay_knows_exactly_the_documented_names() -> None:
+    assert set(CI_VARIABLES) == set(CI_NAMES)
+    assert set(OPT_OUT_VARIABLES) == set(OPT_OUT_NAMES)
+    readme = (REPO / "README.md").read_text()
+    for name in (*CI_NAMES, *OPT_OUT_NAMES):
+        assert f"`{name}`" in readme, name
+
+
+@pytest.mark.parametrize("name", CI_NAMES)
 def test_ci_variables_switch_it_off_unless_ignored(name: str) -> None:
     decision = environment_decision({name: "whatever"})
     assert not decision.enabled and name in decision.reason
@@ -48,7 +65,7 @@ def test_ci_variables_switch_it_off_unless_ignored(name: str) -> None:
                                      "DO_NOT_TRACK": "1"}).enabled
 
 
-POLICY_VARIABLES = (*OPT_OUT_VARIABLES, "RELAY_IGNORE_CI", *CI_VARIABLES)
+POLICY_VARIABLES = (*OPT_OUT_NAMES, "RELAY_IGNORE_CI", *CI_NAMES)
 
 
 @pytest.mark.parametrize("name", POLICY_VARIABLES)
@@ -63,7 +80,7 @@ def test_the_live_environment_reads_as_a_copy_of_it_does(monkeypatch: pytest.Mon
     assert environment_decision().enabled == (name == "RELAY_IGNORE_CI")
     monkeypatch.setenv("RELAY_IGNORE_CI", "true")
     assert environment_decision() == environment_decision(dict(os.environ))
-    assert environment_decision().enabled == (name not in OPT_OUT_VARIABLES)
+    assert environment_decision().enabled == (name not in OPT_OUT_NAMES)
 
 
 def test_request_signals() -> None:

@@ -176,3 +176,13 @@ def test_mlflows_refusals_keep_no_header_value(line: str, kept: str) -> None:
     # MLflow's host and origin checks log the value they refused; inside `mlflow server` the
     # plugin's filter keeps only what happened.
     assert scrub(line) == kept
+
+
+@pytest.mark.parametrize(("line", "kept"), [
+    ("connection from 203.0.113.7 closed", "connection from [address] closed"),
+    ("peer 2001:db8::1 reset", "peer [address] reset"),
+    ("peer ::ffff:192.0.2.1 reset", "peer [address] reset"),
+    ("to fe80::1%eth0 and 10.0.0.1:5000", "to [address]%eth0 and [address]:5000"),
+])
+def test_a_bare_address_anywhere_in_a_message_is_scrubbed(line: str, kept: str) -> None:
+    assert scrub(line) == kept

@@ -6,8 +6,9 @@ import time
 import uuid
 
 import pytest
+from marshmallow import ValidationError
 
-from relay.ingest.schema import COMPONENT_TYPES, EVENT_TYPES, describe
+from relay.ingest.schema import COMPONENT_TYPES, EVENT_TYPES, RecordSchema, describe
 from relay.ingest.validation import validate_batch
 from relay.store.codec import settle_event_id
 
@@ -155,3 +156,23 @@ def test_describe_covers_every_field_the_schema_accepts() -> None:
                      "params.componentId", "params.componentViewId", "params.componentType",
                      "params.eventType", "params.componentSubType", "params.value"}
     assert all(f.description for f in describe())
+
+
+def test_our_validators_answer_through_marshmallows_own_call_as_they_tell_the_fast_paths() -> None:
+    # FullMatch, OneOfWords and StrictInteger keep what they check for the fast paths; if
+    # marshmallow ever calls them differently, load() and the fast paths would disagree.
+    schema = RecordSchema()
+    valid = make_record()
+    assert schema.load(valid)["params"]["componentType"] == "button"
+    cases = {("params", "componentType"): "knob", ("params", "componentId"): "has space",
+             ("event_name",): "ui_click", ("timestamp_ns",): True, ("installation_id",): "a@b"}
+    words = {"componentType": "design-system component types", "componentId": "1-256 chars",
+             "event_name": '"ui_event"', "timestamp_ns": "whole number",
+             "installation_id": "1-64 chars"}
+    for path, bad in cases.items():
+        record = make_record()
+        (record["params"] if path[0] == "params" else record)[path[-1]] = bad
+        with pytest.raises(ValidationError) as err:
+            schema.load(record)
+        message = str(err.value.messages)
+        assert words[path[-1]] in message, (path, message)

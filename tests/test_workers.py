@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -47,13 +48,15 @@ def test_sigterm_drains_within_the_graceful_timeout(tmp_path: Path) -> None:
     srv = RelayServer(tmp_path / "data", {"RELAY_INGESTION_URL": upstream.url,
                                           "RELAY_FLUSH_INTERVAL": "1h"}, workers=2).start()
     sent = []
-    for _ in range(10):
+    for _ in range(9):  # 450 records: under one upstream batch, so nothing is due before SIGTERM
         batch = [make_record() for _ in range(50)]
         assert srv.post({"records": batch})[0] == 200
         sent += [r["event_id"] for r in batch]
+    with urllib.request.urlopen(srv.base + "/metrics", timeout=10) as resp:
+        assert "ui_telemetry_spool_depth 450.0" in resp.read().decode()
     assert upstream.data() == []  # the interval is an hour: all of it still waits
-    assert srv.proc is not None
-    os.killpg(srv.proc.pid, signal.SIGTERM)
-    srv.proc.wait(30)
+    proc = srv.proc
+    os.killpg(proc.pid, signal.SIGTERM)  # type: ignore[union-attr]
+    proc.wait(30)  # type: ignore[union-attr]
     assert sorted(d["event_id"] for d in upstream.data()) == sorted(sent)
     upstream.close()

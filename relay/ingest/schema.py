@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import string
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,27 +51,40 @@ UUID_PATTERN = "-?".join(f"[0-9A-Fa-f]{{{n}}}" for n in (8, 4, 4, 4, 12))
 NS_PER_DAY = 86_400 * 10**9
 
 
-class FullMatch(validate.Regexp):
-    """The whole value matches `pattern`, made only of the characters in `alphabet`.
+# The validators below keep what they check (a pattern, an alphabet, the words) as attributes of
+# their own: the fast paths of relay.ingest.validation and alphabet() read those, never the
+# internals of marshmallow's validators.
 
-    The pattern is kept for the compiled fast path, the alphabet for alphabet().
-    """
+class FullMatch(validate.Regexp):
+    """The whole value matches `pattern`, made only of the characters in `alphabet`."""
 
     def __init__(self, pattern: str, alphabet: str, what: str) -> None:
         super().__init__(rf"\A(?:{pattern})\Z", error=f"must be {what}")
-        self.pattern = pattern
+        self.pattern = pattern  # unanchored, for the compiled common shape
+        self.match = re.compile(rf"\A(?:{pattern})\Z").match
         self.alphabet = frozenset(alphabet)
 
 
-class StrictInteger(fields.Integer):
-    """An integer that is really an integer: not a bool, a float or a numeric string."""
+class OneOfWords(validate.OneOf):
+    """One of a fixed list of words."""
 
-    def _validated(self, value: Any) -> int:
+    def __init__(self, words: Sequence[str], error: str) -> None:
+        super().__init__(words, error=error)
+        self.words = tuple(words)
+
+
+class StrictInteger(fields.Integer):
+    """An integer that is really an integer: not a bool, a float or a numeric string.
+
+    `_deserialize` is marshmallow's documented hook for a field of one's own.
+    """
+
+    default_error_messages = {"invalid": "must be a whole number (nanoseconds since the epoch)"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.make_error("invalid")
         return value
-
-    default_error_messages = {"invalid": "must be a whole number (nanoseconds since the epoch)"}
 
 
 class TimestampWindow(validate.Validator):
@@ -106,13 +119,13 @@ class ParamsSchema(Schema):
         metadata={"description": "A random UUID made each time the element is shown, so "
                                  "events of one view can be grouped."})
     componentType = fields.String(  # noqa: N815
-        required=True, validate=validate.OneOf(COMPONENT_TYPES, error="must be one of the "
-                                               "design-system component types"),
+        required=True, validate=OneOfWords(COMPONENT_TYPES, error="must be one of the "
+                                           "design-system component types"),
         metadata={"description": "What kind of element: button, switch, modal and so on "
                                  f"({len(COMPONENT_TYPES)} fixed types)."})
     eventType = fields.String(  # noqa: N815
-        required=True, validate=validate.OneOf(EVENT_TYPES, error="must be one of "
-                                               + ", ".join(EVENT_TYPES)),
+        required=True, validate=OneOfWords(EVENT_TYPES, error="must be one of "
+                                           + ", ".join(EVENT_TYPES)),
         metadata={"description": "What happened: " + ", ".join(EVENT_TYPES) + "."})
     componentSubType = fields.String(  # noqa: N815
         load_default=None, allow_none=True,
@@ -147,7 +160,7 @@ class RecordSchema(Schema):
         required=True, validate=FullMatch(ID_PATTERN, ID_CHARS, "1-64 chars of A-Z a-z 0-9 -"),
         metadata={"description": "A random UUID made once per browser tab session."})
     event_name = fields.String(
-        required=True, validate=validate.Equal("ui_event", error='must be "ui_event"'),
+        required=True, validate=OneOfWords(("ui_event",), error='must be "ui_event"'),
         metadata={"description": 'Always "ui_event".'})
     timestamp_ns = StrictInteger(
         required=True, validate=TimestampWindow(),
@@ -168,10 +181,8 @@ def alphabet(field: fields.Field) -> frozenset[str] | None:
     for check in field.validators:
         if isinstance(check, FullMatch):
             return check.alphabet
-        if isinstance(check, validate.OneOf) and all(isinstance(c, str) for c in check.choices):
-            return frozenset("".join(check.choices))
-        if isinstance(check, validate.Equal) and isinstance(check.comparable, str):
-            return frozenset(check.comparable)
+        if isinstance(check, OneOfWords):
+            return frozenset("".join(check.words))
     return None
 
 

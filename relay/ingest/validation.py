@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, missing, validate
+from marshmallow import Schema, ValidationError, fields, missing
 
 from .schema import (
     FullMatch,
+    OneOfWords,
     ParamsSchema,
     RecordSchema,
     StrictInteger,
@@ -64,13 +65,11 @@ def _segment(field: fields.Field) -> str | None:
     check = field.validators[0]
     if isinstance(check, FullMatch):
         # Anchors and back-references would mean something else inside a longer pattern.
-        if re.search(r"[$^]|\\[AZ1-9]|\(\?P=", check.pattern) or check.regex.flags & ~re.U:
+        if re.search(r"[$^]|\\[AZ1-9]|\(\?P=", check.pattern):
             return None
         return f"(?:{check.pattern})"
-    if isinstance(check, validate.OneOf) and all(isinstance(c, str) for c in check.choices):
-        return "(?:" + "|".join(map(re.escape, check.choices)) + ")"
-    if isinstance(check, validate.Equal) and isinstance(check.comparable, str):
-        return re.escape(check.comparable)
+    if isinstance(check, OneOfWords):
+        return "(?:" + "|".join(map(re.escape, check.words)) + ")"
     return None
 
 
@@ -98,7 +97,9 @@ def _strings_of(schema: Schema, always: tuple[str, ...]) -> tuple[list, list, li
     return strings, optional, others
 
 
-def _compile_shape() -> _Shape | None:
+def compile_shape() -> _Shape | None:
+    """The check of the common shape, compiled from the schemas' validators; None when a
+    field has no validator it can compile."""
     record = _strings_of(_RECORD, ALWAYS_SENT)
     params = _strings_of(_PARAMS, ())
     if record is None or params is None or params[2] or record[1]:
@@ -135,7 +136,8 @@ def _compile_shape() -> _Shape | None:
     return _Shape(field.validators[0], check)
 
 
-_SHAPE = _compile_shape()
+# The common shape of this schema, compiled once; None when the schema has none.
+SHAPE = compile_shape()
 
 
 # -- 2. field by field ------------------------------------------------------------------------
@@ -153,12 +155,10 @@ class _FieldPlan:
 
 def _predicate(validator: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """A validator as a plain predicate, the cheapest way it can be asked."""
-    if isinstance(validator, validate.Regexp):
-        return validator.regex.match  # FullMatch anchors its pattern at both ends
-    if isinstance(validator, validate.OneOf):
-        return frozenset(validator.choices).__contains__
-    if isinstance(validator, validate.Equal):
-        return validator.comparable.__eq__
+    if isinstance(validator, FullMatch):
+        return validator.match  # anchored at both ends
+    if isinstance(validator, OneOfWords):
+        return frozenset(validator.words).__contains__
 
     def passes(value: Any) -> bool:
         try:
@@ -209,8 +209,8 @@ _RECORD_PLAN = _plan(_RECORD, skip="params")
 _PARAMS_PLAN = _plan(_PARAMS)
 
 
-def _by_field(item: Any) -> dict[str, Any] | None:
-    """The record if each field's own validators accept it; None when not sure."""
+def by_field(item: Any) -> dict[str, Any] | None:
+    """The record if each field's own validators accept it (path 2); None when not sure."""
     if (_RECORD_PLAN is None or _PARAMS_PLAN is None or type(item) is not dict
             or type(item.get("params")) is not dict):
         return None
@@ -228,7 +228,7 @@ def _by_field(item: Any) -> dict[str, Any] | None:
 
 def load_record(item: Any) -> dict[str, Any]:
     """One record, validated; raises ValidationError as marshmallow's load() does."""
-    return _by_field(item) or _RECORD.load(item)
+    return by_field(item) or _RECORD.load(item)
 
 
 def _first_error_path(messages: Any, prefix: str = "") -> str:
@@ -257,8 +257,8 @@ def validate_batch(body: Any, max_records: int) -> BatchResult:
                             f"this one holds {len(raw)}")
     records: list[dict[str, Any]] = []
     rejected: list[str] = []
-    check = _SHAPE.check if _SHAPE else None
-    low, high = _SHAPE.window.bounds() if _SHAPE else (0, 0)
+    check = SHAPE.check if SHAPE else None
+    low, high = SHAPE.window.bounds() if SHAPE else (0, 0)
     for item in raw:
         if check is not None and check(item, low, high):
             records.append(item)

@@ -9,9 +9,13 @@ from __future__ import annotations
 import logging
 import re
 
-# IPv4, and IPv6 written with colons (at least two groups), wherever they stand in a message.
-_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
-_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+# IPv4, and IPv6 written with colons (at least two groups, perhaps ending in an IPv4 address:
+# ::ffff:192.0.2.1), wherever they stand in a message. IPv6 is scrubbed first, so a mapped
+# address becomes one placeholder.
+_IPV4_TEXT = r"(?:\d{1,3}\.){3}\d{1,3}"
+_IPV4 = re.compile(rf"(?<![\w.]){_IPV4_TEXT}(?![\w.])")
+_IPV6 = re.compile(rf"(?<![\w:])(?:[0-9A-Fa-f]{{0,4}}:){{2,7}}(?:{_IPV4_TEXT}|[0-9A-Fa-f]{{0,4}})"
+                   r"(?![\w:.])")
 _IP_FIELD = re.compile(r"\bip=\S*")
 _QUERY = re.compile(r"\?\S*")
 # A repr() of client text, as gunicorn's parse errors quote the raw request line or header.
@@ -36,8 +40,8 @@ def scrub(message: str) -> str:
     message = _REFUSED.sub(r"\1", message)
     message = _IP_FIELD.sub("ip=[scrubbed]", message)
     message = _QUOTED.sub("[quoted]", message)
-    message = _IPV4.sub("[address]", message)
     message = _IPV6.sub("[address]", message)
+    message = _IPV4.sub("[address]", message)
     return _QUERY.sub("?[query]", message)
 
 

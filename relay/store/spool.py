@@ -133,6 +133,13 @@ class Spool:
             self._local.lock = open(self.lock_path, "a")  # noqa: SIM115 - the thread's own
         return db
 
+    def settings(self) -> dict[str, object]:
+        """The durability settings of this thread's connection, as SQLite reports them."""
+        db = self._connection()
+        return {name: db.execute(f"PRAGMA {name}").fetchone()[0] for name in (
+            "journal_mode", "synchronous", "busy_timeout", "wal_autocheckpoint",
+            "secure_delete")}
+
     @contextmanager
     def _locked(self) -> Iterator[sqlite3.Connection]:
         """The connection, while this thread holds the writers' flock."""

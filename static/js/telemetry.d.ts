@@ -36,7 +36,7 @@ export function setEnabled(enabled: boolean): void;
 export function isEnabled(): boolean;
 /** Why telemetry is off, or null while it is on. */
 export function disabledReason(): OffReason | null;
-/** The last 50 records this page sent or queued. */
+/** The last 50 records this tab session sent or queued (across its pages). */
 export function getRecentEvents(): TelemetryRecord[];
 /** Remove every listener, observer and timer. */
 export function shutdown(): void;

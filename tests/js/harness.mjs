@@ -3,12 +3,15 @@
 import { Window } from 'happy-dom';
 
 let generation = 0;
+const realCrypto = globalThis.crypto;
 
 /**
  * @param {{config?: object|null, storage?: Record<string,string>, session?: Record<string,string>,
  *   navigator?: object, html?: string, fetchThrows?: boolean, brokenStorage?: boolean,
- *   spyStorage?: Array<[string, string]>}} [opts]
+ *   spyStorage?: Array<[string, string]>, insecure?: boolean}} [opts]
  * `spyStorage` collects [method, key] for every localStorage call the module makes.
+ * `insecure`: a page that is not a secure context (plain HTTP by a name), whose crypto has
+ * getRandomValues but no randomUUID.
  */
 export async function load(opts = {}) {
   const win = new Window({ url: 'http://app.test/experiments/1' });
@@ -22,12 +25,14 @@ export async function load(opts = {}) {
   for (const [k, v] of Object.entries(opts.storage ?? {})) win.localStorage.setItem(k, v);
   for (const [k, v] of Object.entries(opts.session ?? {})) win.sessionStorage.setItem(k, v);
 
+  // Both resolve a relative URL against the page's address, as a browser's do.
+  const resolve = (url) => new URL(url, doc.baseURI).href;
   const requests = [];
   const beacons = [];
   const answers = [];
   const fetch = (url, init) => {
     if (opts.fetchThrows) throw new TypeError('keepalive not supported');
-    const req = { url, init, body: JSON.parse(init.body) };
+    const req = { url: resolve(url), init, body: JSON.parse(init.body) };
     requests.push(req);
     return new Promise((resolve, reject) => answers.push({ req, resolve, reject }));
   };
@@ -43,7 +48,7 @@ export async function load(opts = {}) {
     }
   }
   const nav = { onLine: true, doNotTrack: null, globalPrivacyControl: undefined,
-    sendBeacon: (url, body) => { beacons.push({ url, body: JSON.parse(body) }); return opts.beaconOk ?? true; },
+    sendBeacon: (url, body) => { beacons.push({ url: resolve(url), body: JSON.parse(body) }); return opts.beaconOk ?? true; },
     ...opts.navigator };
   const spied = (real) => new Proxy(real, {
     get(target, name) {
@@ -61,15 +66,22 @@ export async function load(opts = {}) {
     fetch, localStorage: storage(win.localStorage), sessionStorage: storage(win.sessionStorage),
   });
   Object.defineProperty(globalThis, 'navigator', { value: nav, configurable: true, writable: true });
+  const insecure = { getRandomValues: (array) => realCrypto.getRandomValues(array) };
+  Object.defineProperty(globalThis, 'crypto', { value: opts.insecure ? insecure : realCrypto,
+    configurable: true, writable: true });
   const mod = await import(`../../static/js/telemetry.js?v=${++generation}`);
   return {
     mod, win, doc, requests, beacons, nav, observers,
-    /** Answer the oldest open request. */
+    /** Answer the oldest open request; a string body is not JSON (a proxy's page, a 204). */
     async answer(status = 200, body = { status: 'success' }, headers = {}) {
       const a = answers.shift();
       if (!a) throw new Error('no request to answer');
+      const json = async () => {
+        if (typeof body == 'string') throw new SyntaxError('Unexpected token < in JSON');
+        return body;
+      };
       a.resolve({ ok: status >= 200 && status < 300, status,
-        headers: { get: (k) => headers[k] ?? null }, json: async () => body });
+        headers: { get: (k) => headers[k] ?? null }, json });
       await settle();
     },
     async fail() {
