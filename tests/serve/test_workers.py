@@ -9,7 +9,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from .support import CaptureUpstream, RelayServer, make_record, wait_for
+from ..support import CaptureUpstream, RelayServer, make_record, wait_for
 
 
 def test_four_workers_forward_each_record_once(tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ from relay.store.codec import keys_of, pack
 from relay.store.seen import REMEMBER_SECONDS, SeenIds
 from relay.store.spool import Spool
 
-from .conftest import build_app
-from .support import ENDPOINT, CaptureUpstream, make_record, wait_for
+from ..conftest import build_app
+from ..support import ENDPOINT, CaptureUpstream, make_record, wait_for
 
 
 def relay(app: Flask):

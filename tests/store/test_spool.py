@@ -12,7 +12,7 @@ import pytest
 
 from relay.store.spool import Spool, SpoolFormatError
 
-from .support import CaptureUpstream, RelayServer, make_record, read_sink, wait_for
+from ..support import CaptureUpstream, RelayServer, make_record, read_sink, wait_for
 
 
 def test_acknowledged_records_survive_kill_9_file_sink(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from relay.control.policy import (
 )
 from relay.serve.extension import relay_of
 
-from .support import ENDPOINT, REPO, make_record
+from ..support import ENDPOINT, REPO, make_record
 
 # Written out here, as the README lists them: a name dropped from the relay's own constants
 # fails these tests instead of silently dropping its case.

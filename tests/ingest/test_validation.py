@@ -20,8 +20,8 @@ from relay.store import codec
 from relay.store.codec import STORED_FIELDS, Codec
 from relay.store.data import ServerInfo, to_data
 
-from .conftest import build_app
-from .support import ENDPOINT, make_record
+from ..conftest import build_app
+from ..support import ENDPOINT, make_record
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),

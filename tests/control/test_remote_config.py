@@ -12,8 +12,8 @@ from flask import Flask
 from relay.serve.extension import relay_of
 from relay.store.data import package_version
 
-from .conftest import build_app
-from .support import ENDPOINT, CaptureUpstream, ConfigServer, make_record
+from ..conftest import build_app
+from ..support import ENDPOINT, CaptureUpstream, ConfigServer, make_record
 
 
 @pytest.fixture

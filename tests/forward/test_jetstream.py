@@ -21,8 +21,8 @@ from relay.forward.base import Action
 from relay.forward.nats import NatsSink
 from relay.store.codec import StoredRecord
 
-from .nats_cluster import Cluster
-from .support import REPO, RelayServer, make_record, wait_for
+from ..nats_cluster import Cluster
+from ..support import REPO, RelayServer, make_record, wait_for
 
 STREAM = "UI_TELEMETRY"
 SUBJECT = "ui.telemetry"

@@ -16,8 +16,8 @@ from relay.serve.app import Relay
 from relay.serve.entry import Entry
 from relay.serve.extension import relay_of
 
-from .conftest import build_app
-from .support import ENDPOINT, RelayServer, make_record
+from ..conftest import build_app
+from ..support import ENDPOINT, RelayServer, make_record
 
 
 def flask_view_only(app: Flask) -> Flask:

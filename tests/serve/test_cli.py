@@ -14,8 +14,8 @@ from relay.control.config import SETTINGS
 from relay.control.policy import CI_VARIABLES
 from relay.serve.extension import relay_of
 
-from .conftest import build_app
-from .support import ENDPOINT, REPO, make_record
+from ..conftest import build_app
+from ..support import ENDPOINT, REPO, make_record
 
 
 def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from relay.ingest.schema import describe
 
-from .conftest import build_app
+from ..conftest import build_app
 
 PAGES = ["/", "/experiments", "/experiments/1", "/models", "/prompts", "/settings",
          "/usage-tracking"]

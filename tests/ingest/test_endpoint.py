@@ -16,8 +16,8 @@ from flask.testing import FlaskClient
 
 from relay.serve.extension import relay_of
 
-from .conftest import build_app
-from .support import ENDPOINT, REPO, RelayServer, make_record, read_sink, waiting_data
+from ..conftest import build_app
+from ..support import ENDPOINT, REPO, RelayServer, make_record, read_sink, waiting_data
 
 
 def post(client: FlaskClient, body: object, content_type: str = "application/json",

@@ -16,7 +16,7 @@ import pytest
 
 from relay.serve.scrub import scrub
 
-from .support import (
+from ..support import (
     ENDPOINT,
     CaptureUpstream,
     RelayServer,

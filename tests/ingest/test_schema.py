@@ -12,7 +12,7 @@ from relay.ingest.schema import COMPONENT_TYPES, EVENT_TYPES, RecordSchema, desc
 from relay.ingest.validation import validate_batch
 from relay.store.codec import settle_event_id
 
-from .support import make_record
+from ..support import make_record
 
 DAY = 86_400 * 10**9
 

@@ -14,7 +14,7 @@ from relay.ingest.answer import Answer
 from relay.mlflow.plugin import MLFLOW_VIEWS, for_mlflow_worker, install
 from relay.serve.extension import relay_of
 
-from .support import ENDPOINT, make_record
+from ..support import ENDPOINT, make_record
 
 
 @pytest.mark.parametrize("status", [400, 403, 413, 415, 500])
