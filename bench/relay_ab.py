@@ -22,7 +22,14 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from relay_costs import Servers, alternate, report  # noqa: E402
-from relay_throughput import BARE_APP, gunicorn, load_parser, relay_env, stop  # noqa: E402
+from relay_throughput import (  # noqa: E402
+    BARE_APP,
+    gunicorn,
+    layout,
+    load_parser,
+    relay_env,
+    stop,
+)
 
 from tests.support import free_port  # noqa: E402
 
@@ -50,7 +57,8 @@ def main() -> None:
             sink = "http://127.0.0.1:9/down" if args.upstream_down \
                 else (data / "forwarded.jsonl").as_uri()
             env = {**relay_env(data, sink), "PYTHONPATH": str(tree)}
-            servers[name] = (port, gunicorn("relay.serve.app:create_app()", env, port, tree))
+            app, conf = layout(tree)
+            servers[name] = (port, gunicorn(app, env, port, tree, conf))
         figures = alternate(servers, args.rounds, args.seconds, args.clients)
     finally:
         for _, proc in servers.values():

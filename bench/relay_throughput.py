@@ -74,10 +74,19 @@ def load_parser(doc: str | None, rounds: int = 3) -> argparse.ArgumentParser:
     return parser
 
 
-def gunicorn(app: str, env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen:
+def layout(tree: Path) -> tuple[str, str]:
+    """The app factory and the gunicorn settings of a checkout of the relay: in relay/serve/
+    since the packages by stage, in relay/ before (for relay_ab.py --against an old revision)."""
+    if (tree / "relay" / "serve").is_dir():
+        return "relay.serve.app:create_app()", "python:relay.serve.gunicorn_conf"
+    return "relay.app:create_app()", "python:relay.gunicorn_conf"
+
+
+def gunicorn(app: str, env: dict[str, str], port: int, cwd: Path,
+             conf: str = "python:relay.serve.gunicorn_conf") -> subprocess.Popen:
     """`app` under the settings of `ui-telemetry serve --workers 2`: its configuration file
     (the address-free access log to stdout included) and its flags."""
-    return start([sys.executable, "-m", "gunicorn", "-c", "python:relay.serve.gunicorn_conf",
+    return start([sys.executable, "-m", "gunicorn", "-c", conf,
                   "--bind", f"127.0.0.1:{port}", "--workers", "2", "--graceful-timeout", "5",
                   "--timeout", "30", app], env, port, cwd)
 
