@@ -16,6 +16,8 @@ from typing import Any
 
 import platformdirs
 
+from ..store.data import BATCH_SIZE
+
 # The one place the endpoint's path is written: MLflow's, so its UI can post here unchanged.
 # The browser module gets it only from the page config.
 ENDPOINT = "/ajax-api/3.0/mlflow/ui-telemetry"
@@ -131,7 +133,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RELAY_SPOOL_MAX_RECORDS", "1000000", _int_in(1, 1_000_000_000),
             "Spool capacity; when full, POSTs get 503 with Retry-After."),
     Setting("RELAY_FLUSH_INTERVAL", "10s", parse_duration,
-            "How often the forwarder sends a batch (sooner when 500 records wait)."),
+            f"How often the forwarder sends a batch (sooner when {BATCH_SIZE} records wait)."),
     Setting("RELAY_UPSTREAM_TIMEOUT", "10s", parse_duration,
             "Timeout of one upstream request."),
     Setting("RELAY_IGNORE_CI", "false", _bool,
@@ -158,7 +160,7 @@ class Config:
     config_timeout: float = 1.0
     config_cache_seconds: float = 3 * 3600
     config_retry_seconds: float = 5 * 60
-    batch_size: int = 500
+    batch_size: int = BATCH_SIZE
     max_body_bytes: int = 1024 * 1024
     max_records_per_request: int = 1000
 
