@@ -136,6 +136,12 @@ SETTINGS: tuple[Setting, ...] = (
             f"How often the forwarder sends a batch (sooner when {BATCH_SIZE} records wait)."),
     Setting("RELAY_UPSTREAM_TIMEOUT", "10s", parse_duration,
             "Timeout of one upstream request."),
+    Setting("RELAY_READ_TIMEOUT", "10s", parse_duration,
+            "A request (headers and body) not received whole this long after it began closes "
+            "its connection (`ui-telemetry serve`)."),
+    Setting("RELAY_MAX_CONNECTIONS", "4096", _int_in(16, 1_000_000),
+            "Open connections the relay keeps, all workers together; one more is answered 503 "
+            "at once (`ui-telemetry serve`)."),
     Setting("RELAY_IGNORE_CI", "false", _bool,
             "true: do not switch telemetry off when a CI environment variable is present. "
             "Read on every request."),
@@ -156,6 +162,8 @@ class Config:
     spool_max_records: int
     flush_interval: float
     upstream_timeout: float
+    read_timeout: float
+    max_connections: int
     # Remote-config timings and batch size are MLflow's, not settings; tests shorten them.
     config_timeout: float = 1.0
     config_cache_seconds: float = 3 * 3600

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import multiprocessing
 import os
 import signal
@@ -36,7 +35,7 @@ from flask import Flask
 from ..control.config import load_config
 from ..ingest.answer import Answer
 from ..serve.app import Relay
-from ..serve.scrub import ScrubFilter
+from ..serve.scrub import scrub_server_logs
 
 # MLflow's own endpoint names for its two UI telemetry routes, whose views the relay takes over.
 MLFLOW_VIEWS = ("serve_get_ui_telemetry", "serve_post_ui_telemetry")
@@ -44,11 +43,6 @@ MLFLOW_VIEWS = ("serve_get_ui_telemetry", "serve_post_ui_telemetry")
 ADMIN_PREFIX = "/ui-telemetry"
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_RECORDS = 1_000_000  # no limit of its own: the body's size bounds it
-# The loggers of the servers MLflow runs, and of MLflow's host and origin checks: their lines
-# carry addresses, request lines, query strings and header values unless scrubbed.
-SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn", "gunicorn.access",
-                  "gunicorn.error", "waitress", "mlflow.server.fastapi_security",
-                  "mlflow.server.security")
 
 
 def create_app() -> Any:
@@ -126,13 +120,6 @@ def install(app: Flask) -> Relay:
                    admin_prefix=ADMIN_PREFIX, answer_filter=for_mlflow_worker)
     scrub_server_logs()
     return relay
-
-
-def scrub_server_logs() -> None:
-    for name in SERVER_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, ScrubFilter) for f in logger.filters):
-            logger.addFilter(ScrubFilter())
 
 
 def for_mlflow_worker(answer: Answer) -> Answer:

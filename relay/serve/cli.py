@@ -37,7 +37,7 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:relay.serve.gunicorn_conf",
             "--bind", f"{args.host}:{args.port}", "--workers", str(args.workers),
             "--graceful-timeout", str(args.graceful_timeout), "--timeout", "30",
-            "relay.serve.app:create_app()"]
+            "relay.serve.front:create_front()"]
     sys.stdout.flush()
     os.execv(sys.executable, argv)  # noqa: S606 - replace this process with gunicorn
     return 0  # not reached

@@ -61,6 +61,9 @@ class ScrubbingLogger(Logger):
 
 
 logger_class = ScrubbingLogger
+# An asynchronous worker: no worker is held by a connection until its request is whole
+# (relay.serve.front).
+worker_class = "relay.serve.front.RelayWorker"
 accesslog = "-"
 errorlog = "-"
 # Proxy headers are never trusted or parsed: the relay has no use for a client address.
@@ -75,6 +78,7 @@ def worker_exit(server: Any, worker: Any) -> None:
     starts the forwarder there.
     """
     app = getattr(worker, "wsgi", None)
+    app = getattr(app, "flask_app", app)  # behind the front (relay.serve.front.Front)
     relay = relay_of(app) if app is not None else None
     if relay is not None:
         relay.forwarder.stop(drain_seconds=max(0.0, server.cfg.graceful_timeout - 2.0))

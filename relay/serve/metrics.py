@@ -28,6 +28,9 @@ COUNTERS = {
     c.DROPPED: ("ui_telemetry_records_dropped", "Records given up on, by reason.", "reason"),
     c.UPSTREAM_ERRORS: ("ui_telemetry_upstream_errors",
                         "Failed upstream deliveries, by kind.", "kind"),
+    c.CONNECTIONS_CLOSED: ("ui_telemetry_connections_closed",
+                           "Connections the front closed: too slow to send their request "
+                           "(slow), or over the connection cap (over_cap).", "reason"),
     c.DISABLED: ("ui_telemetry_requests_disabled",
                  "POSTs answered {\"status\": \"disabled\"}, by who switched it off.", "source"),
 }

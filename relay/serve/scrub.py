@@ -51,6 +51,22 @@ def access_path(path: str, status: int | str) -> str:
     return "[unknown path]" if str(status) == "404" else path.split("?", 1)[0]
 
 
+# The loggers of the servers the relay may run under (uvicorn, gunicorn, waitress), and of
+# MLflow's host and origin checks: their lines carry addresses, request lines, query strings and
+# header values unless scrubbed.
+SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn", "gunicorn.access",
+                  "gunicorn.error", "waitress", "mlflow.server.fastapi_security",
+                  "mlflow.server.security")
+
+
+def scrub_server_logs() -> None:
+    """Put a ScrubFilter on every server logger (once each)."""
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ScrubFilter) for f in logger.filters):
+            logger.addFilter(ScrubFilter())
+
+
 class ScrubFilter(logging.Filter):
     """Scrubs every record of the logger it is added to. uvicorn's access records keep their
     shape (five arguments, which its formatter unpacks), with no address and a safe path."""

@@ -12,6 +12,7 @@ FORWARDED = "forwarded"
 DUPLICATES = "duplicates"  # not forwarded: their event_id was delivered already
 DROPPED = "dropped"  # given up on, by reason
 UPSTREAM_ERRORS = "upstream_errors"  # failed deliveries, by kind
+CONNECTIONS_CLOSED = "connections_closed"  # by the front, by reason: slow, over_cap
 
 # Each stored record leaves the spool as exactly one of these.
 LEFT_THE_SPOOL = (FORWARDED, DUPLICATES, DROPPED)

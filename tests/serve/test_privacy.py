@@ -137,9 +137,8 @@ def test_malformed_http_does_not_log_the_client_address(
                                       source_address=(CLIENT_ADDRESS, 0)) as s:
             s.sendall(garbage)
             s.recv(1024)
-    wait_for(lambda: "Invalid request" in srv.logs(), timeout=10)
+    wait_for(lambda: srv.logs().count("Invalid HTTP request received") >= 4, timeout=10)
     logs = srv.logs()
-    assert "ip=[scrubbed]" in logs
     for canary in (CLIENT_ADDRESS, QUERY_CANARY, PATH_CANARY, HEADER_CANARY):
         assert canary not in logs, f"{canary!r} is in the server log"
 
