@@ -93,6 +93,25 @@ def _ingestion_url(name: str, raw: str) -> str:
     return url
 
 
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*s)?\s*(?::\s*(\d+))?\s*$")
+
+
+def _rate(name: str, raw: str) -> tuple[float, float] | None:
+    """RATE[/s][:BURST], or off. The burst defaults to 60 s of the rate (10 s for the relay's)."""
+    if raw.strip().lower() in {"off", "none", "0"}:
+        return None
+    match = _RATE.match(raw)
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f"{name}={raw!r} is not a rate: use records a second, with an "
+                          "optional burst after a colon (10/s:600), or off")
+    rate = float(match.group(1))
+    default_burst = rate * (10 if name == "RELAY_MAX_RECORDS_PER_S" else 60)
+    burst = float(match.group(2)) if match.group(2) else default_burst
+    if burst < 1:
+        raise ConfigError(f"{name}={raw!r}: the burst must be at least 1 record")
+    return rate, burst
+
+
 def _text(name: str, raw: str) -> str:
     return raw.strip()
 
@@ -142,6 +161,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RELAY_MAX_CONNECTIONS", "4096", _int_in(16, 1_000_000),
             "Open connections the relay keeps, all workers together; one more is answered 503 "
             "at once (`ui-telemetry serve`)."),
+    Setting("RELAY_RATE_LIMIT", "10/s:600", _rate,
+            "Records a second each installation_id and each session_id may send, and the burst "
+            "kept (RATE[/s][:BURST]; BURST defaults to 60 x RATE); `off` for none. Over it: 429 "
+            "with Retry-After, the records under it kept."),
+    Setting("RELAY_MAX_RECORDS_PER_S", "5000", _rate,
+            "Records a second the whole relay takes, with 10 s of them as a burst "
+            "(RATE[/s][:BURST]); `off` for none. Over it: 429 with Retry-After for everyone."),
     Setting("RELAY_IGNORE_CI", "false", _bool,
             "true: do not switch telemetry off when a CI environment variable is present. "
             "Read on every request."),
@@ -164,6 +190,8 @@ class Config:
     upstream_timeout: float
     read_timeout: float
     max_connections: int
+    rate_limit: tuple[float, float] | None  # (records a second, burst) per id, or off
+    max_records_per_s: tuple[float, float] | None  # the same for the whole relay, or off
     # Remote-config timings and batch size are MLflow's, not settings; tests shorten them.
     config_timeout: float = 1.0
     config_cache_seconds: float = 3 * 3600

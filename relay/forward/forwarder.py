@@ -30,6 +30,8 @@ MAX_BACKOFF = 60.0
 EXPIRE_EVERY = 60.0
 CHECKPOINT_EVERY = 1.0
 IDLE_POLL = 0.5
+HEARTBEAT_EVERY = 5.0
+FORWARDER_SEEN = "forwarder_seen"  # spool state: when a forwarder thread last said it runs
 log = logging.getLogger("relay")
 
 
@@ -130,8 +132,12 @@ class Forwarder:
 
     def _run(self) -> None:
         failures = Backoff()
+        next_beat = 0.0
         while not self._stop.is_set():
             try:
+                if self.clock() >= next_beat:  # for `ui-telemetry status`, another process
+                    self.spool.set_state(FORWARDER_SEEN, time.time())
+                    next_beat = self.clock() + HEARTBEAT_EVERY
                 if not self.try_lead():
                     self._stop.wait(1.0)
                     continue

@@ -13,7 +13,9 @@ none of them is stored.
 from __future__ import annotations
 
 import json
+import time
 import zlib
+from collections import Counter
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -21,6 +23,7 @@ from werkzeug.wsgi import get_content_length, get_host, get_input_stream
 
 from ..store import counters as c
 from .answer import DISABLED, Answer, internal_error
+from .limits import Verdict, admit
 from .validation import EnvelopeError, validate_batch
 
 if TYPE_CHECKING:
@@ -70,15 +73,65 @@ def _ingest(relay: Relay, environ: dict) -> Answer:
         batch = validate_batch(body, cfg.max_records_per_request)
     except EnvelopeError as err:
         raise _Refused(400, str(err), "invalid_envelope") from None
-    texts = relay.codec.encode(batch.records)
-    if not relay.spool.store(texts, [(c.REJECTED, reason, 1) for reason in batch.rejected],
-                             limit=cfg.spool_max_records):
+    records, disabled = _enabled(batch.records, relay.remote.get().disabled_events)
+    verdict = None
+    if relay.limits.active and records:
+        records, verdict = _admit(relay, records)
+    texts = relay.codec.encode(records)
+    counts = [(c.REJECTED, reason, 1) for reason in batch.rejected]
+    if disabled:
+        counts.append((c.DISABLED_EVENTS, "", disabled))
+    if verdict is not None:
+        counts += verdict.counts
+    if not relay.spool.store(texts, counts, limit=cfg.spool_max_records):
         raise _Refused(503, "the relay's spool is full because the upstream is not taking "
                             "records; try again later", "spool_full",
                        (("Retry-After", str(RETRY_AFTER_FULL)),))
+    if verdict is not None and verdict.limited:
+        return _limited(verdict, len(texts), len(batch.rejected) + disabled)
     # jsonify's text, written directly: the two numbers are its only variable part.
     return Answer(200, b'{"status":"success","accepted":%d,"rejected":%d}\n'
-                  % (len(texts), len(batch.rejected)))
+                  % (len(texts), len(batch.rejected) + disabled))
+
+
+def _enabled(records: list[dict], disabled_ids: list[str]) -> tuple[list[dict], int]:
+    """The records whose componentId the config does not disable, and how many it does."""
+    if not disabled_ids:
+        return records, 0
+    off = set(disabled_ids)
+    kept = [r for r in records if r["params"]["componentId"] not in off]
+    return kept, len(records) - len(kept)
+
+
+def _admit(relay: Relay, records: list[dict]) -> tuple[list[dict], Verdict]:
+    """The records the rate limits let in, in their order, and the verdict."""
+    keys_of = relay.limits.keys
+    record_keys = [keys_of(r["installation_id"], r["session_id"]) for r in records]
+    demand = Counter(record_keys)
+    now = time.time()
+    verdict = relay.buckets.take({key for keys in demand for key in keys},
+                                 lambda state: admit(demand, state, relay.limits, now))
+    if not verdict.limited:
+        return records, verdict
+    room = dict(verdict.admitted)
+    kept = []
+    for record, keys in zip(records, record_keys, strict=True):
+        if room[keys]:
+            room[keys] -= 1
+            kept.append(record)
+    return kept, verdict
+
+
+def _limited(verdict: Verdict, accepted: int, rejected: int) -> Answer:
+    """429: some records were over a rate limit. The others are stored (and counted as
+    accepted); a client sends the batch again after Retry-After, which stores only the rest."""
+    limits = ", ".join(f"{n} over the {name} limit" for name, n in sorted(verdict.limited.items()))
+    return Answer.json(429, {
+        "status": "error",
+        "error": f"too many records: {accepted} stored, {limits}; send them again after "
+                 f"{verdict.retry_after} s",
+        "accepted": accepted, "rejected": rejected,
+        "limited": sum(verdict.limited.values())}, (("Retry-After", str(verdict.retry_after)),))
 
 
 # -- the request, step by step ----------------------------------------------------------------

@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,12 @@ def _stop_the_server(err: Exception) -> None:
         print(f"ui-telemetry-basic-auth: MLflow's basic-auth app could not start: {err}\n"
               "Stopping the server.", file=sys.stderr, flush=True)
         os.kill(parent.pid, signal.SIGTERM)
+        # Stay until the supervisor ends this worker with the others: a worker that exited now
+        # could be started again before the supervisor handles the signal.
+        for _ in range(100):
+            if os.getppid() != parent.pid:
+                break
+            time.sleep(0.1)
 
 
 def _server_name() -> str:
@@ -124,8 +131,8 @@ def install(app: Flask) -> Relay:
 
 def for_mlflow_worker(answer: Answer) -> Answer:
     """The answer as MLflow's worker must get it: a 200 for anything it must not send again."""
-    if answer.status == 503:
-        return answer  # the spool is full: trying again later is right
+    if answer.status in (429, 503):
+        return answer  # a rate limit, or a full spool: trying again later is right
     if answer.status >= 400:
         return Answer(200, answer.body, answer.headers)
     return answer

@@ -19,6 +19,8 @@ from ..control.remote_config import RemoteConfig
 from ..forward.forwarder import Forwarder
 from ..ingest.answer import Answer, internal_error
 from ..ingest.endpoint import ingest
+from ..ingest.limits import Bucket, Limits
+from ..store.buckets import SharedBuckets
 from ..store.codec import Codec
 from ..store.data import ServerInfo
 from ..store.spool import Spool
@@ -43,6 +45,10 @@ class Relay:
         self.remote = RemoteConfig(config)
         self.policy = Policy(self.remote)
         self.forwarder = Forwarder(self.spool, config, self.remote, self.codec, self.policy)
+        self.buckets = SharedBuckets(config.data_dir / "buckets.bin")
+        self.limits = Limits(Bucket(*config.rate_limit) if config.rate_limit else None,
+                             Bucket(*config.max_records_per_s) if config.max_records_per_s
+                             else None)
         self.answer_filter: AnswerFilter | None = None
         self._forward = False
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from ..control.config import SETTINGS, Config, ConfigError, load_config
 from ..forward import make_sink
 from ..forward.file import file_url_path
+from ..forward.forwarder import FORWARDER_SEEN, HEARTBEAT_EVERY
+from ..store import counters as c
 from ..store.spool import SpoolFormatError
 from .app import Relay
 
@@ -58,6 +60,8 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     upstream = relay.forwarder.upstream_url()
     problem = make_sink(upstream, config.upstream_timeout).check()
     last_error = relay.spool.get_state("last_error")
+    seen = relay.spool.get_state(FORWARDER_SEEN)
+    counters = relay.spool.counters()
     report = {
         "telemetry": "on" if decision.enabled else "off",
         "reason": decision.reason,
@@ -69,6 +73,12 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         "spool_depth": depth,
         "oldest_waiting": None if oldest is None else _age(time.time() - oldest),
         "last_delivery_error": last_error,
+        "forwarder": _forwarder(seen),
+        "not_stored": {
+            "limited": {label: n for (name, label), n in counters.items() if name == c.LIMITED},
+            "disabled_events": counters.get((c.DISABLED_EVENTS, ""), 0)},
+        "connections_closed": {label: n for (name, label), n in counters.items()
+                               if name == c.CONNECTIONS_CLOSED},
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -88,7 +98,25 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         print(f"last error:     {last_error.get('detail')} ({when} ago)")
     else:
         print("last error:     none")
+    print(f"forwarder:      {report['forwarder']}")
+    limited = report["not_stored"]["limited"]
+    print(f"not stored:     {sum(limited.values())} over a rate limit"
+          + (f" ({', '.join(f'{k} {v}' for k, v in sorted(limited.items()))})" if limited else "")
+          + f", {report['not_stored']['disabled_events']} of disabled componentIds")
+    closed = report["connections_closed"]
+    print(f"connections:    {closed.get('slow', 0)} closed as too slow, "
+          f"{closed.get('over_cap', 0)} refused over the cap")
     return 0
+
+
+def _forwarder(seen: object) -> str:
+    """The forwarder in words, from the last time a server's forwarder said it was alive."""
+    if not isinstance(seen, int | float):
+        return "not running (no server has run on this data directory)"
+    ago = time.time() - seen
+    if ago <= 3 * HEARTBEAT_EVERY:
+        return f"running (seen {_age(ago)} ago)"
+    return f"not running (last seen {_age(ago)} ago)"
 
 
 def cmd_inspect(args: argparse.Namespace, config: Config) -> int:

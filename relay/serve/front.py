@@ -3,8 +3,8 @@
 gunicorn stays the process manager (workers, the graceful drain on SIGTERM, scrubbed logs), and
 each worker is asynchronous: uvicorn's, through `RelayWorker`. A connection costs a coroutine,
 not a worker, until its request has arrived whole, headers and body; only then does the Flask
-app get a thread (asgiref's WsgiToAsgi reads the whole body first). So a client that trickles
-its request holds nothing the others need. On top of uvicorn, `guarded_protocol()` adds what it
+app get a thread (`Front`). So a client that trickles its request holds nothing the others
+need. On top of uvicorn, `guarded_protocol()` adds what it
 lacks for a server that faces the internet:
 
 - a read timeout: a request (headers and body) not received whole within RELAY_READ_TIMEOUT
@@ -19,15 +19,17 @@ sees one: the relay cannot read it even by mistake.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import resource
 import signal
+import sys
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import h11
-from asgiref.wsgi import WsgiToAsgi
 from flask import Flask
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn_worker import UvicornWorker
@@ -54,48 +56,98 @@ class _Gone(Exception):
 
 
 class Front:
-    """The ASGI app a worker serves: the Flask app behind WsgiToAsgi, given no client address
-    and at most max_body + 1 bytes of a body (enough for the app to answer 413)."""
+    """The ASGI app a worker serves: the Flask app, given a request only once it is whole.
 
-    def __init__(self, flask_app: Flask, max_body: int) -> None:
+    The body is read first (at most max_body + 1 bytes: enough for the app to answer 413),
+    then the WSGI app runs in a thread of the event loop's pool, once, and its whole answer is
+    sent from the loop. asgiref's WsgiToAsgi does the same but hands every chunk of the answer
+    back to the loop from the thread, which cost a third of the relay's throughput (see
+    docs/throughput.md). The request's environ carries no client address.
+    """
+
+    def __init__(self, flask_app: Flask, max_body: int, threads: int = 1) -> None:
         self.flask_app = flask_app
         self.max_body = max_body
-        self._wsgi = WsgiToAsgi(flask_app)
+        # One thread a worker, as gunicorn's sync worker has: the relay's work is CPU and
+        # SQLite's write lock, and more threads only contend for both (the GIL included).
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="ui-telemetry-app")
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        scope = {**scope, "client": None}
-        sized = any(name == b"content-length" for name, _ in scope["headers"])
-        received = 0
+        try:
+            body = await self._body(receive)
+        except _Gone:
+            return  # nobody is left to answer
+        environ = self._environ(scope, body)
+        loop = asyncio.get_running_loop()
+        status, headers, content = await loop.run_in_executor(self._pool, self._run, environ)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
-        def whole(size: int) -> None:
-            # A chunked body, now whole: WSGI reads a body by its length, so it gets one
-            # (WsgiToAsgi builds the environ from this scope once the body is in).
-            if not sized:
-                scope["headers"] = [(name, value) for name, value in scope["headers"]
-                                    if name != b"transfer-encoding"]
-                scope["headers"].append((b"content-length", str(size).encode()))
-
-        async def bounded() -> dict[str, Any]:
-            nonlocal received
+    async def _body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise _Gone
-            body = message.get("body", b"")
-            received += len(body)
-            if received > self.max_body:  # the rest is never read: the answer is a 413
-                cut = len(body) - (received - self.max_body - 1)
-                whole(self.max_body + 1)
-                return {"type": "http.request", "body": body[:cut], "more_body": False}
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self.max_body:  # the rest is never read: the answer is a 413
+                return b"".join(chunks)[:self.max_body + 1]
             if not message.get("more_body"):
-                whole(received)
-            return message
+                return b"".join(chunks)
 
+    @staticmethod
+    def _environ(scope: dict[str, Any], body: bytes) -> dict[str, Any]:
+        server = scope.get("server") or ("localhost", 80)
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": scope["method"],
+            "SCRIPT_NAME": scope.get("root_path", "").encode().decode("latin-1"),
+            "PATH_INFO": scope["path"].encode().decode("latin-1"),
+            "QUERY_STRING": scope["query_string"].decode("latin-1"),
+            "SERVER_NAME": server[0], "SERVER_PORT": str(server[1] or 80),
+            "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
+            "wsgi.version": (1, 0), "wsgi.url_scheme": scope.get("scheme", "http"),
+            "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
+            # The body is whole, so its length is known even when it came chunked.
+            "CONTENT_LENGTH": str(len(body)),
+        }
+        for name, value in scope["headers"]:
+            key = name.decode("latin-1").upper().replace("-", "_")
+            if key in ("CONTENT_TYPE", "CONTENT_LENGTH", "TRANSFER_ENCODING"):
+                if key == "CONTENT_TYPE":  # the length is the body's, and it is no longer chunked
+                    environ[key] = value.decode("latin-1")
+                continue
+            key = "HTTP_" + key
+            text = value.decode("latin-1")
+            environ[key] = f"{environ[key]},{text}" if key in environ else text
+        return environ
+
+    def _run(self, environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The WSGI app's whole answer, in a thread of the pool."""
+        started: list[Any] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]],
+                           exc_info: Any = None) -> Callable[[bytes], None]:
+            started[:] = [status, headers]
+            return chunks.append
+
+        chunks: list[bytes] = []
+        result = self.flask_app(environ, start_response)
         try:
-            await self._wsgi(scope, bounded, send)
-        except _Gone:
-            return  # nobody is left to answer
+            chunks.extend(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        status, headers = started
+        return (int(status.split(" ", 1)[0]),
+                [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+                b"".join(chunks))
 
 
 def guarded_protocol(read_timeout: float, max_connections: int,

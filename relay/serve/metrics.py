@@ -31,6 +31,12 @@ COUNTERS = {
     c.CONNECTIONS_CLOSED: ("ui_telemetry_connections_closed",
                            "Connections the front closed: too slow to send their request "
                            "(slow), or over the connection cap (over_cap).", "reason"),
+    c.LIMITED: ("ui_telemetry_records_limited",
+                "Records not stored because a rate limit held (answered 429), by limit: "
+                "installation, session or relay.", "limit"),
+    c.DISABLED_EVENTS: ("ui_telemetry_records_disabled_event",
+                        "Records not stored because the config disables their componentId.",
+                        None),
     c.DISABLED: ("ui_telemetry_requests_disabled",
                  "POSTs answered {\"status\": \"disabled\"}, by who switched it off.", "source"),
 }

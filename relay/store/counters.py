@@ -13,6 +13,8 @@ DUPLICATES = "duplicates"  # not forwarded: their event_id was delivered already
 DROPPED = "dropped"  # given up on, by reason
 UPSTREAM_ERRORS = "upstream_errors"  # failed deliveries, by kind
 CONNECTIONS_CLOSED = "connections_closed"  # by the front, by reason: slow, over_cap
+LIMITED = "limited"  # records not stored, by the rate limit that held: installation, session, relay
+DISABLED_EVENTS = "disabled_events"  # records not stored: the config disables their componentId
 
 # Each stored record leaves the spool as exactly one of these.
 LEFT_THE_SPOOL = (FORWARDED, DUPLICATES, DROPPED)

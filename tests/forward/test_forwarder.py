@@ -308,3 +308,38 @@ def test_memory_for_delivered_ids_is_bounded() -> None:
     assert len(seen) == 4
     assert all(k not in seen for k in batches[0])
     assert all(k in seen for k in batches[1] + batches[2])
+
+
+def test_a_failing_step_is_retried_with_backoff_and_never_ends_the_thread(
+        tmp_path: Path, upstream: CaptureUpstream) -> None:
+    # What one start in a dozen met under load: the checkpoint found the table locked, and
+    # noting that error failed as well.
+    app = build_app(tmp_path / "data", {"RELAY_INGESTION_URL": upstream.url,
+                                         "RELAY_FLUSH_INTERVAL": "0.1s"})
+    spool = relay(app).spool
+    failed = []
+    checkpoint, set_state = spool.checkpoint, spool.set_state
+
+    def locked() -> None:
+        if len(failed) < 3:
+            failed.append("checkpoint")
+            raise sqlite3.OperationalError("database table is locked")
+        checkpoint()
+
+    def cannot_note(key: str, value: object) -> None:
+        if key == "last_error" and len(failed) < 3:
+            raise sqlite3.OperationalError("cannot start a transaction within a transaction")
+        set_state(key, value)
+
+    spool.checkpoint = locked  # type: ignore[method-assign]
+    spool.set_state = cannot_note  # type: ignore[method-assign]
+    forwarder = relay(app).forwarder
+    forwarder.start()
+    try:
+        ids = post(app, 5)
+        wait_for(lambda: sorted(delivered(upstream)) == sorted(ids), timeout=30)
+        assert failed == ["checkpoint"] * 3
+        assert forwarder.running
+        assert app.test_client().get("/health").get_json()["forwarder"] == "running"
+    finally:
+        forwarder.stop()

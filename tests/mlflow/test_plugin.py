@@ -25,9 +25,12 @@ def test_an_answer_a_retry_cannot_fix_becomes_a_200_that_still_says_error(status
                                                            "error": "what went wrong"}
 
 
-def test_a_full_spool_stays_a_503_and_success_stays_as_it_is() -> None:
+def test_a_full_spool_and_a_rate_limit_stay_as_they_are_and_so_does_success() -> None:
     full = Answer.error(503, "the relay's spool is full", (("Retry-After", "60"),))
     assert for_mlflow_worker(full) == full
+    limited = Answer.json(429, {"status": "error", "error": "too many records", "accepted": 3,
+                                "rejected": 0, "limited": 2}, (("Retry-After", "4"),))
+    assert for_mlflow_worker(limited) == limited  # MLflow's worker sends it again: right here
     ok = Answer.json(200, {"status": "success", "accepted": 1, "rejected": 0})
     assert for_mlflow_worker(ok) == ok
 
