@@ -3,9 +3,9 @@
     python bench/relay_throughput.py [--rounds 3] [--seconds 5] [--clients 4] [--records 200000]
 
 1. POST throughput of a 20-record batch through `ui-telemetry serve --workers 2` against a bare
-   Flask view that parses the JSON, under the same gunicorn settings and front (uvicorn workers,
-   the app behind WsgiToAsgi), rounds alternating; then both under gunicorn's sync workers, the
-   front `serve` had before, for comparison.
+   Flask view that parses the JSON, under the same gunicorn settings and front (uvicorn
+   workers, the app behind relay.serve.front), rounds alternating; then both under gunicorn's
+   sync workers, the front `serve` had before, for comparison.
 2. Peak RSS of the relay's processes while --records records arrive with the upstream down.
 3. Ingest p99 while the upstream hangs, against the healthy p99 from (1).
 

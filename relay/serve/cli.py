@@ -19,6 +19,11 @@ from ..store.spool import SpoolFormatError
 from .app import Relay
 
 
+def _cores() -> int:
+    """The cores this process may run on: one asynchronous worker each (at most 8)."""
+    return max(1, min(8, len(os.sched_getaffinity(0))))
+
+
 def _settings_epilog() -> str:
     lines = ["environment variables (read at start; opt-out switches on every request):"]
     for s in SETTINGS:
@@ -151,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
     serve.add_argument("--port", type=int, default=5000, help="port [5000]")
-    serve.add_argument("--workers", type=int, default=1, help="gunicorn workers [1]")
+    serve.add_argument("--workers", type=int, default=_cores(),
+                       help=f"gunicorn workers, asynchronous: one a core [{_cores()}]")
     serve.add_argument("--graceful-timeout", type=int, default=30,
                        help="seconds to drain the spool on SIGTERM [30]")
     status = sub.add_parser("status", help="on or off and why; upstream; spool depth")
