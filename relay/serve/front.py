@@ -25,6 +25,7 @@ import logging
 import resource
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -37,9 +38,10 @@ from uvicorn_worker import UvicornWorker
 from ..control.config import load_config
 from ..store import counters as c
 from .extension import relay_of
-from .scrub import scrub_server_logs
+from .scrub import access_path, scrub_server_logs
 
 log = logging.getLogger("relay")
+access = logging.getLogger("gunicorn.access")  # gunicorn's access log handlers, if it has one
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -79,11 +81,15 @@ class Front:
             body = await self._body(receive)
         except _Gone:
             return  # nobody is left to answer
+        began = time.perf_counter()
         environ = self._environ(scope, body)
         loop = asyncio.get_running_loop()
         status, headers, content = await loop.run_in_executor(self._pool, self._run, environ)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
+        # The access line of `ui-telemetry serve`, as before the front: nothing about who asked.
+        access.info("%s %s %s %s %dms", scope["method"], access_path(scope["path"], status),
+                    status, len(content), (time.perf_counter() - began) * 1000)
 
     async def _body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -207,6 +213,7 @@ class RelayWorker(UvicornWorker):
         "loop": "asyncio", "http": "h11", "lifespan": "off",
         # Proxy headers are never read: the relay has no use for a client address.
         "proxy_headers": False, "server_header": False,
+        "access_log": False,  # Front writes the access line, without an address
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
