@@ -36,6 +36,15 @@ def make_record(**overrides: Any) -> dict[str, Any]:
     return record
 
 
+def in_threads(target: Any, n: int, timeout: float = 60) -> None:
+    """Run `target` in n threads at once and wait for all of them."""
+    threads = [threading.Thread(target=target) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

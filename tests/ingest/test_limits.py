@@ -16,7 +16,7 @@ from relay.ingest.limits import RELAY_KEY, Bucket, Limits, admit
 from relay.serve.extension import relay_of
 
 from ..conftest import build_app
-from ..support import ENDPOINT, RelayServer, make_record, wait_for
+from ..support import ENDPOINT, RelayServer, in_threads, make_record, wait_for
 
 PER_ID = Limits(Bucket(rate=10, burst=5), None)
 
@@ -165,12 +165,8 @@ def test_limits_hold_across_workers_within_twice_the_rate(tmp_path: Path) -> Non
             with lock:
                 stored.append(body["accepted"])
 
-    threads = [threading.Thread(target=flood) for _ in range(4)]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        in_threads(flood, 4, timeout=30)
         allowed = 20 + 20 * 3  # the burst, then the rate for 3 s
         assert allowed / 2 <= sum(stored) <= allowed * 2, sum(stored)
         with urllib.request.urlopen(srv.base + "/metrics", timeout=10) as resp:

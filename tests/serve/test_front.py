@@ -4,14 +4,13 @@ closes them, and connections over the cap are refused at once. Real gunicorn on 
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ..support import RelayServer, http_post, make_record, wait_for
+from ..support import RelayServer, http_post, in_threads, make_record, wait_for
 
 SLOW_START = b"POST /ajax-api/3.0/mlflow/ui-telemetry HTTP/1.1\r\nHost: relay\r\n"
 
@@ -128,12 +127,8 @@ def test_posts_from_many_threads_while_slow_clients_wait_all_arrive(relay: Relay
             assert status == 200
             stored.append(body["accepted"])
 
-    threads = [threading.Thread(target=client) for _ in range(4)]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        in_threads(client, 4)
     finally:
         for s in socks:
             s.close()
