@@ -123,6 +123,8 @@ class Forwarder:
         self._stop.set()
         if self._thread is not None and self._thread.is_alive():
             self._thread.join(drain_seconds + self.config.upstream_timeout + 1)
+        if not self.running:
+            self._close_sink()  # the thread closes it as it ends; steps run by hand leave it
         self.release()
 
     @property

@@ -15,13 +15,14 @@ import pytest
 from flask import Flask
 
 from relay.forward.forwarder import Backoff
+from relay.forward.http import HttpSink
 from relay.serve.extension import relay_of
 from relay.store.codec import keys_of, pack
 from relay.store.seen import REMEMBER_SECONDS, SeenIds
 from relay.store.spool import Spool
 
 from ..conftest import build_app
-from ..support import ENDPOINT, CaptureUpstream, make_record, wait_for
+from ..support import ENDPOINT, CaptureUpstream, ConfigServer, make_record, wait_for
 
 
 def relay(app: Flask):
@@ -343,3 +344,34 @@ def test_a_failing_step_is_retried_with_backoff_and_never_ends_the_thread(
         assert app.test_client().get("/health").get_json()["forwarder"] == "running"
     finally:
         forwarder.stop()
+
+
+def test_a_sink_whose_url_the_config_replaces_is_closed(tmp_path: Path) -> None:
+    first, second = CaptureUpstream(), CaptureUpstream()
+    config = ConfigServer({"ingestion_url": first.url})
+    closed: list[str] = []
+
+    class Recorded(HttpSink):
+        def close(self) -> None:
+            closed.append(self.url)
+
+    app = build_app(tmp_path / "data", {"RELAY_CONFIG_URL": config.url},
+                    config_cache_seconds=0.2)
+    forwarder = relay(app).forwarder
+    forwarder.sink_factory = Recorded
+    try:
+        post(app, 3)
+        forwarder.step(force=True)
+        assert len(first.data()) == 3 and closed == []
+        config.payload = {"ingestion_url": second.url}
+        time.sleep(0.3)  # the cached config expires
+        post(app, 2)
+        forwarder.step(force=True)
+        assert len(second.data()) == 2
+        assert closed == [first.url]  # the first sink was closed when it was replaced
+        forwarder.stop()
+        assert closed == [first.url, second.url]  # and the last one when the forwarder stops
+    finally:
+        config.close()
+        first.close()
+        second.close()
