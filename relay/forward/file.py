@@ -19,6 +19,9 @@ def file_url_path(url: str) -> Path:
 class FileSink(Sink):
     """Appends each batch and fsyncs it before the spool forgets the records."""
 
+    # Not bound by MLflow's batch size: larger batches mean fewer fsyncs and spool deletes.
+    batch_size = 10_000
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.path = file_url_path(url)
