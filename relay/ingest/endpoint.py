@@ -5,7 +5,8 @@ for success and for every refusal alike, counting what it refuses. The Flask vie
 the WSGI fast path and the MLflow plugin only send that answer on.
 
 Checks run cheapest and most protective first: Origin, on/off, content type and encoding,
-size, JSON, then per-record validation. Only the body and a few named headers (Origin, Host,
+size, JSON, then per-record validation, the config's disabled componentIds and the rate limits
+(relay.ingest.limits). Only the body and a few named headers (Origin, Host,
 Sec-GPC, DNT, Content-Type, Content-Encoding, Content-Length) are ever read from a request, and
 none of them is stored.
 """
@@ -124,7 +125,8 @@ def _admit(relay: Relay, records: list[dict]) -> tuple[list[dict], Verdict]:
 
 def _limited(verdict: Verdict, accepted: int, rejected: int) -> Answer:
     """429: some records were over a rate limit. The others are stored (and counted as
-    accepted); a client sends the batch again after Retry-After, which stores only the rest."""
+    accepted). A client sends the whole batch again after Retry-After; what was stored already
+    is then a duplicate, which the forwarder sends once."""
     limits = ", ".join(f"{n} over the {name} limit" for name, n in sorted(verdict.limited.items()))
     return Answer.json(429, {
         "status": "error",

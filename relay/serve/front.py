@@ -4,8 +4,8 @@ gunicorn stays the process manager (workers, the graceful drain on SIGTERM, scru
 each worker is asynchronous: uvicorn's, through `RelayWorker`. A connection costs a coroutine,
 not a worker, until its request has arrived whole, headers and body; only then does the Flask
 app get a thread (`Front`). So a client that trickles its request holds nothing the others
-need. On top of uvicorn, `guarded_protocol()` adds what it
-lacks for a server that faces the internet:
+need. On top of uvicorn, `guarded_protocol()` adds what it lacks for a server that faces the
+internet:
 
 - a read timeout: a request (headers and body) not received whole within RELAY_READ_TIMEOUT
   seconds of its first byte (or of the connection) closes the connection;
@@ -40,7 +40,6 @@ from ..store import counters as c
 from .extension import relay_of
 from .scrub import access_path, scrub_server_logs
 
-log = logging.getLogger("relay")
 access = logging.getLogger("gunicorn.access")  # gunicorn's access log handlers, if it has one
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -175,8 +174,7 @@ def guarded_protocol(read_timeout: float, max_connections: int,
 
         def handle_events(self) -> None:
             super().handle_events()
-            if self.conn.their_state is not h11.IDLE and self.conn.their_state is not \
-                    h11.SEND_BODY:
+            if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
                 self._disarm()  # the request is whole (or the connection is ending)
 
         def on_response_complete(self) -> None:
