@@ -4,11 +4,11 @@ ingest() takes the request's WSGI environ and returns an Answer (status, headers
 for success and for every refusal alike, counting what it refuses. The Flask view,
 the WSGI fast path and the MLflow plugin only send that answer on.
 
-Checks run cheapest and most protective first: Origin, on/off, content type and encoding,
-size, JSON, then per-record validation, the config's disabled componentIds and the rate limits
-(relay.ingest.limits). Only the body and a few named headers (Origin, Host,
-Sec-GPC, DNT, Content-Type, Content-Encoding, Content-Length) are ever read from a request, and
-none of them is stored.
+Checks run cheapest and most protective first: Origin, on/off, content type and encoding, size,
+JSON, then per-record validation, the config's disabled componentIds and the rate limits
+(relay.ingest.limits). Only the body and a few named headers (Origin, Host, Sec-GPC, DNT,
+Content-Type, Content-Encoding, Content-Length) are ever read from a request, and none of them
+is stored.
 """
 
 from __future__ import annotations
