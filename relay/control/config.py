@@ -168,6 +168,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RELAY_MAX_RECORDS_PER_S", "5000", _rate,
             "Records a second the whole relay takes, with 10 s of them as a burst "
             "(RATE[/s][:BURST]); `off` for none. Over it: 429 with Retry-After for everyone."),
+    Setting("RELAY_USAGE_DB", "", _text,
+            "The usage store (DuckDB) that `ui-telemetry report` loads the file sink into. "
+            "Default: <data dir>/usage.duckdb."),
     Setting("RELAY_IGNORE_CI", "false", _bool,
             "true: do not switch telemetry off when a CI environment variable is present. "
             "Read on every request."),
@@ -192,6 +195,7 @@ class Config:
     max_connections: int
     rate_limit: tuple[float, float] | None  # (records a second, burst) per id, or off
     max_records_per_s: tuple[float, float] | None  # the same for the whole relay, or off
+    usage_db: str
     # Remote-config timings and batch size are MLflow's, not settings; tests shorten them.
     config_timeout: float = 1.0
     config_cache_seconds: float = 3 * 3600
@@ -203,6 +207,11 @@ class Config:
     @property
     def spool_path(self) -> Path:
         return self.data_dir / "spool.sqlite3"
+
+    @property
+    def usage_path(self) -> Path:
+        return Path(self.usage_db).expanduser() if self.usage_db \
+            else self.data_dir / "usage.duckdb"
 
     @property
     def default_sink_url(self) -> str:

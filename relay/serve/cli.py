@@ -9,6 +9,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..control.config import SETTINGS, Config, ConfigError, load_config
 from ..forward import make_sink
@@ -146,6 +147,39 @@ def cmd_inspect(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, config: Config) -> int:
+    from ..insight.report import usage
+    from ..insight.store import UsageStore
+
+    upstream = Relay(config).forwarder.upstream_url()
+    if not upstream.startswith("file://"):
+        print(f"ui-telemetry: records go to {upstream}, not to a file; report loads the file "
+              "sink (RELAY_INGESTION_URL=file://...)", file=sys.stderr)
+        return 2
+    store = UsageStore(config.usage_path)
+    try:
+        loaded = store.load_file(file_url_path(upstream))
+        figures = usage(store, weeks=args.weeks, min_installations=args.min_installations)
+    finally:
+        store.close()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "usage.json").write_text(json.dumps(figures, indent=1) + "\n")
+    totals = figures["totals"]
+    print(f"ui-telemetry: loaded {loaded} new record(s) into {config.usage_path}; "
+          f"{totals['events']} events from {totals['installations']} installation(s) in "
+          f"{figures['period']['from']} to {figures['period']['to']}; "
+          f"{len(figures['components'])} component(s) used by at least "
+          f"{args.min_installations} installations; wrote {args.out / 'usage.json'}")
+    return 0
+
+
+def _at_least_1(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ui-telemetry", description="Minimal, honest UI telemetry: the relay and served UI.",
@@ -162,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds to drain the spool on SIGTERM [30]")
     status = sub.add_parser("status", help="on or off and why; upstream; spool depth")
     status.add_argument("--json", action="store_true", help="print JSON")
+    report = sub.add_parser(
+        "report", help="load the file sink into the usage store and write usage.json",
+        description="Load what is new in the file sink into the usage store (DuckDB, "
+        "RELAY_USAGE_DB), then write the usage figures to OUT/usage.json. A component used by "
+        "fewer than K installations is left out, a week with fewer than K shows no figures; "
+        "no id and no time finer than a day is written. Lowering K shows the use of fewer "
+        "people: with K=1 a component one person uses is visible.")
+    report.add_argument("--out", type=Path, default=Path("usage-report"), metavar="DIR",
+                        help="where usage.json goes [usage-report]")
+    report.add_argument("--weeks", type=_at_least_1, default=12, metavar="N",
+                        help="ISO weeks to cover, this one included [12]")
+    report.add_argument("--min-installations", type=_at_least_1, default=10, metavar="K",
+                        help="the privacy threshold [10]")
     inspect = sub.add_parser("inspect", help="print forwarded (file sink) or waiting records")
     inspect.add_argument("--last", type=int, default=0, metavar="N",
                          help="only the last N records")
@@ -180,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"ui-telemetry: configuration error: {err}", file=sys.stderr)
         return 2
-    command = {"serve": cmd_serve, "status": cmd_status, "inspect": cmd_inspect}[args.command]
+    command = {"serve": cmd_serve, "status": cmd_status, "inspect": cmd_inspect,
+               "report": cmd_report}[args.command]
     try:
         return command(args, config)
     except BrokenPipeError:

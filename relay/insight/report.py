@@ -1,0 +1,83 @@
+"""The usage figures of a store, safe to publish: what `usage.json` holds.
+
+Privacy of what is published:
+- a component used by fewer than K distinct installations in the period is left out (no
+  "other" row, which would let one subtract it back);
+- a week with fewer than K installations shows no figures;
+- no id of any kind, and no time finer than a day.
+`totals` and each week's `events` count every event, those of hidden components included.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from .store import UsageStore
+
+DEFAULT_K = 10
+DEFAULT_WEEKS = 12
+INCOMPLETE_DAYS = 2  # late records still arrive for the last two days
+NS_PER_DAY = 86_400 * 10**9
+
+
+def _ns(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 10**9
+
+
+def usage(store: UsageStore, *, weeks: int = DEFAULT_WEEKS, min_installations: int = DEFAULT_K,
+          today: date | None = None) -> dict[str, Any]:
+    """The figures of the last `weeks` ISO weeks up to `today` (UTC)."""
+    if weeks < 1 or min_installations < 1:
+        raise ValueError("weeks and min_installations must be at least 1")
+    today = today or datetime.now(UTC).date()
+    first = today - timedelta(days=today.weekday()) - timedelta(weeks=weeks - 1)
+    low, high = _ns(first), _ns(today + timedelta(days=1))
+    k = min_installations
+    db = store.db
+    # A view takes no parameters: the bounds are two ints of ours.
+    db.execute("CREATE OR REPLACE TEMP VIEW period AS SELECT *, "  # noqa: S608
+               "CAST(make_timestamp(timestamp_ns // 1000) AS DATE) AS day FROM events "
+               f"WHERE timestamp_ns >= {int(low)} AND timestamp_ns < {int(high)}")
+    installations, sessions, events = db.execute(
+        "SELECT count(DISTINCT installation_id), count(DISTINCT session_id), count(*) "
+        "FROM period").fetchone()
+    components = [
+        {"componentId": cid, "componentType": ctype, "installations": n, "events": e,
+         "share": round(n / installations, 4) if installations else 0.0}
+        for cid, ctype, n, e in db.execute(
+            "SELECT component_id, component_type, count(DISTINCT installation_id) AS n, "
+            "count(*) AS e FROM period GROUP BY ALL HAVING n >= ? "
+            "ORDER BY n DESC, e DESC, component_id, component_type", [k]).fetchall()]
+    weekly = []
+    counted = dict((w, (n, e)) for w, n, e in db.execute(
+        "SELECT CAST(date_trunc('week', day) AS DATE) AS w, count(DISTINCT installation_id), "
+        "count(*) "
+        "FROM period GROUP BY w").fetchall())
+    for i in range(weeks):
+        week = first + timedelta(weeks=i)
+        n, e = counted.get(week, (0, 0))
+        shown = n >= k
+        weekly.append({"week": week.isoformat(), "installations": n if shown else None,
+                       "events": e if shown else None})
+    event_types = [
+        {"eventType": t, "installations": n, "events": e}
+        for t, n, e in db.execute(
+            "SELECT event_type, count(DISTINCT installation_id) AS n, count(*) AS e "
+            "FROM period GROUP BY ALL HAVING n >= ? ORDER BY e DESC, event_type",
+            [k]).fetchall()]
+    versions = [
+        {"version": v, "installations": n}
+        for v, n in db.execute(
+            "SELECT coalesce(version, 'unknown'), count(DISTINCT installation_id) AS n "
+            "FROM period GROUP BY ALL HAVING n >= ? ORDER BY n DESC, 1", [k]).fetchall()]
+    return {
+        "min_installations": k,
+        "period": {"from": first.isoformat(), "to": today.isoformat()},
+        "incomplete_from": (today - timedelta(days=INCOMPLETE_DAYS - 1)).isoformat(),
+        "totals": {"installations": installations, "sessions": sessions, "events": events},
+        "components": components,
+        "weekly": weekly,
+        "event_types": event_types,
+        "versions": versions,
+    }
