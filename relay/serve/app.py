@@ -7,6 +7,7 @@ Relay.init_app() is the only place a Flask app is wired: our own app (create_app
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from flask import Flask, Response, request
@@ -45,12 +46,17 @@ class Relay:
         self.remote = RemoteConfig(config)
         self.policy = Policy(self.remote)
         self.forwarder = Forwarder(self.spool, config, self.remote, self.codec, self.policy)
-        self.buckets = SharedBuckets(config.data_dir / "buckets.bin")
         self.limits = Limits(Bucket(*config.rate_limit) if config.rate_limit else None,
                              Bucket(*config.max_records_per_s) if config.max_records_per_s
                              else None)
         self.answer_filter: AnswerFilter | None = None
         self._forward = False
+
+    @cached_property
+    def buckets(self) -> SharedBuckets:
+        """The rate limits' shared buckets, mapped on the first POST that needs them: `status`,
+        `inspect` and `report` build a Relay too, and have no use for them."""
+        return SharedBuckets(self.config.data_dir / "buckets.bin")
 
     def init_app(self, app: Flask, *, ui: bool = True, security_headers: bool = True,
                  shortcut: bool = False, forward: bool = True,
