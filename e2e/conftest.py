@@ -136,3 +136,24 @@ def watched(browser: Browser) -> Iterator[Callable[..., Watched]]:
     yield make
     for c in contexts:
         c.close()
+
+
+CHARTS = ("weekly", "components", "trend", "event-types")
+
+
+def assert_dashboard_drawn(w: Watched, page: Page, component_ids: set[str]) -> None:
+    """The usage dashboard as a person sees it: every chart drawn (marks in its SVG, on
+    screen), the components in its table, and no console error or CSP violation."""
+    for chart in CHARTS:
+        svg = page.locator(f"#chart-{chart} .wide svg")
+        box = svg.bounding_box()
+        assert box is not None and box["width"] > 200 and box["height"] > 50, chart
+        marks = svg.locator('[role="graphics-symbol"]')
+        assert marks.count() > 0, f"no marks drawn in the {chart} chart"
+        assert marks.first.bounding_box() is not None, chart
+    table = page.locator("#chart-components + .table-wrap").inner_text()
+    for component_id in component_ids:
+        assert component_id in table
+    assert page.evaluate("window.__csp") == []
+    assert page.evaluate("document.scripts.length") == 0  # it needs none
+    assert w.errors == []

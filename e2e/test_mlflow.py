@@ -17,6 +17,8 @@ from playwright.sync_api import Browser, Page
 from tests.mlflow_server import MlflowServer
 from tests.support import ENDPOINT, make_record, wait_for
 
+from .conftest import Watched, assert_dashboard_drawn
+
 pytestmark = pytest.mark.timeout(400)
 
 CREATE = "mlflow.experiment_list_view.new_experiment_button"
@@ -34,7 +36,9 @@ CANARY_WORDS = (CLIENT_ADDRESS, "203.0.113.91", "198.51.100.17", "cookiecanary47
 
 @pytest.fixture(scope="module")
 def mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
+    # K=1: the tests' one browser is one installation.
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"),
+                          env={"RELAY_USAGE_MIN_INSTALLATIONS": "1"}).start()
     yield server
     server.stop()
 
@@ -81,6 +85,24 @@ def test_create_experiment_in_mlflows_ui_reaches_the_sink(mlflow: MlflowServer,
     # `ui-telemetry inspect` on the plugin's data dir shows it, and status knows the spool.
     assert CREATE in mlflow.cli("inspect")
     assert "telemetry:      on" in mlflow.cli("status")
+
+
+def test_the_admin_opens_the_usage_dashboard_inside_mlflow(mlflow: MlflowServer,
+                                                           browser: Browser) -> None:
+    if CREATE not in mlflow.component_ids():
+        page = create_experiment_click(browser, mlflow.base)
+        try:
+            wait_for(lambda: CREATE in mlflow.component_ids(), timeout=45, interval=1)
+        finally:
+            page.context.close()
+    w = Watched(browser.new_context())
+    try:
+        page = w.page(mlflow.base + "/ui-telemetry/usage")
+        assert_dashboard_drawn(w, page, {CREATE})
+        figures = json.loads(page.goto(mlflow.base + "/ui-telemetry/usage.json").text())
+        assert figures["min_installations"] == 1
+    finally:
+        w.context.close()
 
 
 def test_the_settings_switch_turned_off_sends_nothing_more(mlflow: MlflowServer,

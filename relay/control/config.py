@@ -171,6 +171,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RELAY_USAGE_DB", "", _text,
             "The usage store (DuckDB) that `ui-telemetry report` loads the file sink into. "
             "Default: <data dir>/usage.duckdb."),
+    Setting("RELAY_USAGE_MIN_INSTALLATIONS", "10", _int_in(1, 1_000_000),
+            "K of the live usage dashboard ({prefix}/usage): a component or week used by fewer "
+            "installations shows no figures. Lower it only for figures that stay in the team."),
     Setting("RELAY_IGNORE_CI", "false", _bool,
             "true: do not switch telemetry off when a CI environment variable is present. "
             "Read on every request."),
@@ -196,6 +199,7 @@ class Config:
     rate_limit: tuple[float, float] | None  # (records a second, burst) per id, or off
     max_records_per_s: tuple[float, float] | None  # the same for the whole relay, or off
     usage_db: str
+    usage_min_installations: int
     # Remote-config timings and batch size are MLflow's, not settings; tests shorten them.
     config_timeout: float = 1.0
     config_cache_seconds: float = 3 * 3600

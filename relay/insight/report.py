@@ -49,13 +49,21 @@ def usage(store: UsageStore, *, weeks: int = DEFAULT_WEEKS, min_installations: i
             "SELECT component_id, component_type, count(DISTINCT installation_id) AS n, "
             "count(*) AS e FROM period GROUP BY ALL HAVING n >= ? "
             "ORDER BY n DESC, e DESC, component_id, component_type", [k]).fetchall()]
+    mondays = [first + timedelta(weeks=i) for i in range(weeks)]
+    by_week: dict[tuple[str, str], dict[date, int]] = {}
+    for cid, ctype, w, n in db.execute(
+            "SELECT component_id, component_type, CAST(date_trunc('week', day) AS DATE), "
+            "count(DISTINCT installation_id) FROM period GROUP BY ALL").fetchall():
+        by_week.setdefault((cid, ctype), {})[w] = n
+    for c in components:  # each week's installations, hidden below K as the week's are
+        weeks_of = by_week[(c["componentId"], c["componentType"])]
+        c["trend"] = [n if (n := weeks_of.get(w, 0)) >= k else None for w in mondays]
     weekly = []
     counted = dict((w, (n, e)) for w, n, e in db.execute(
         "SELECT CAST(date_trunc('week', day) AS DATE) AS w, count(DISTINCT installation_id), "
         "count(*) "
         "FROM period GROUP BY w").fetchall())
-    for i in range(weeks):
-        week = first + timedelta(weeks=i)
+    for week in mondays:
         n, e = counted.get(week, (0, 0))
         shown = n >= k
         weekly.append({"week": week.isoformat(), "installations": n if shown else None,

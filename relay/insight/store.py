@@ -11,8 +11,12 @@ event_id keeps what was loaded before from counting twice.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -49,6 +53,34 @@ FROM read_json(?, format = 'newline_delimited', columns = {
 """
 
 
+@contextmanager
+def opened(path: Path, read_only: bool = False, wait: float = 60.0) -> Iterator[UsageStore]:
+    """The store at `path`, held by this process alone while the block runs.
+
+    DuckDB lets one process open a file for writing, and no other process open it at all
+    meanwhile: the relay's workers, `report` and `consume` take turns through a lock file
+    beside it, each holding the store only for one load or one report.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+b") as lock:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the usage store {path} stayed busy for {wait:g} s "
+                                       "(another report or consume holds it)") from None
+                time.sleep(0.05)
+        store = UsageStore(path, read_only=read_only)
+        try:
+            yield store
+        finally:
+            store.close()
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 class UsageStore:
     """One DuckDB file; `read_only` for a reader beside the one writer."""
 
@@ -78,21 +110,28 @@ class UsageStore:
             f.seek(start)
             data = f.read()
         whole = data[:data.rfind(b"\n") + 1]  # a line still being written waits
-        if not whole:
-            return 0
+        self.load_lines(whole, ("INSERT OR REPLACE INTO loaded VALUES (?, ?, ?)",
+                                [source, identity, start + len(whole)]))
+        return whole.count(b"\n")
+
+    def load_lines(self, lines: bytes, also: tuple[str, list[object]] | None = None) -> None:
+        """Insert whole DATA lines (each ending in a newline), and run `also` in the same
+        transaction: both are committed, or neither."""
+        if not lines:
+            return
+        # read_json is DuckDB's fast parallel reader, and it reads files.
         with tempfile.NamedTemporaryFile(suffix=".jsonl", dir=self.path.parent) as part:
-            part.write(whole)
+            part.write(lines)
             part.flush()
             self.db.execute("BEGIN TRANSACTION")
             try:
                 self.db.execute(_INSERT, [part.name])
-                self.db.execute("INSERT OR REPLACE INTO loaded VALUES (?, ?, ?)",
-                                [source, identity, start + len(whole)])
+                if also:
+                    self.db.execute(*also)
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
-        return whole.count(b"\n")
 
     def close(self) -> None:
         self.db.close()

@@ -149,28 +149,40 @@ def cmd_inspect(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_report(args: argparse.Namespace, config: Config) -> int:
     from ..insight.report import usage
-    from ..insight.store import UsageStore
+    from ..insight.site import write_site
+    from ..insight.store import opened
 
     upstream = Relay(config).forwarder.upstream_url()
-    if not upstream.startswith("file://"):
-        print(f"ui-telemetry: records go to {upstream}, not to a file; report loads the file "
-              "sink (RELAY_INGESTION_URL=file://...)", file=sys.stderr)
-        return 2
-    store = UsageStore(config.usage_path)
-    try:
-        loaded = store.load_file(file_url_path(upstream))
-        figures = usage(store, weeks=args.weeks, min_installations=args.min_installations)
-    finally:
-        store.close()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "usage.json").write_text(json.dumps(figures, indent=1) + "\n")
+    sink = file_url_path(upstream) if upstream.startswith("file://") else None
+    if sink is None:
+        print(f"ui-telemetry: records go to {upstream}, not to a file: the report shows what "
+              f"`ui-telemetry consume` put in {config.usage_path}", file=sys.stderr)
+    k = args.min_installations or config.usage_min_installations
+    with opened(config.usage_path) as store:
+        loaded = store.load_file(sink) if sink else 0
+        figures = usage(store, weeks=args.weeks, min_installations=k)
+    write_site(figures, args.out)
     totals = figures["totals"]
     print(f"ui-telemetry: loaded {loaded} new record(s) into {config.usage_path}; "
           f"{totals['events']} events from {totals['installations']} installation(s) in "
           f"{figures['period']['from']} to {figures['period']['to']}; "
           f"{len(figures['components'])} component(s) used by at least "
-          f"{args.min_installations} installations; wrote {args.out / 'usage.json'}")
+          f"{k} installations; wrote {args.out / 'index.html'} and "
+          "usage.json")
     return 0
+
+
+def cmd_consume(args: argparse.Namespace, config: Config) -> int:
+    from ..insight.consume import run
+
+    try:
+        import nats  # noqa: F401
+    except ImportError:
+        print("ui-telemetry: consume needs nats-py: pip install 'ui-telemetry[nats]'",
+              file=sys.stderr)
+        return 2
+    return run(args.url, config.usage_path, once=args.once, durable=args.durable,
+               ack_wait=args.ack_wait, fetch=args.batch)
 
 
 def _at_least_1(raw: str) -> int:
@@ -197,18 +209,37 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="on or off and why; upstream; spool depth")
     status.add_argument("--json", action="store_true", help="print JSON")
     report = sub.add_parser(
-        "report", help="load the file sink into the usage store and write usage.json",
+        "report", help="load the file sink into the usage store and write the dashboard",
         description="Load what is new in the file sink into the usage store (DuckDB, "
-        "RELAY_USAGE_DB), then write the usage figures to OUT/usage.json. A component used by "
+        "RELAY_USAGE_DB), then write the usage dashboard to OUT: index.html (charts and "
+        "tables; open it from disk or publish the directory as it is), usage.json (the same "
+        "figures) and a CSV per table. A component used by "
         "fewer than K installations is left out, a week with fewer than K shows no figures; "
         "no id and no time finer than a day is written. Lowering K shows the use of fewer "
         "people: with K=1 a component one person uses is visible.")
     report.add_argument("--out", type=Path, default=Path("usage-report"), metavar="DIR",
-                        help="where usage.json goes [usage-report]")
+                        help="where the dashboard goes [usage-report]")
     report.add_argument("--weeks", type=_at_least_1, default=12, metavar="N",
                         help="ISO weeks to cover, this one included [12]")
-    report.add_argument("--min-installations", type=_at_least_1, default=10, metavar="K",
-                        help="the privacy threshold [10]")
+    report.add_argument("--min-installations", type=_at_least_1, metavar="K",
+                        help="the privacy threshold [RELAY_USAGE_MIN_INSTALLATIONS, 10]")
+    consume = sub.add_parser(
+        "consume", help="load a JetStream stream into the usage store",
+        description="Run a durable JetStream consumer that loads each record of SUBJECT into "
+        "the usage store (RELAY_USAGE_DB), acknowledging a message only once the store has "
+        "committed it: a consumer stopped or killed anywhere loses nothing and counts nothing "
+        "twice. Needs ui-telemetry[nats]. Stops on SIGTERM or Ctrl-C after the batch at hand.")
+    consume.add_argument("url", metavar="nats://HOST:PORT[,HOST:PORT...]/SUBJECT")
+    consume.add_argument("--once", action="store_true",
+                         help="stop when nothing is pending and nothing waits for an "
+                         "acknowledgement (what a killed consumer left is waited for)")
+    consume.add_argument("--durable", default="ui-telemetry-usage", metavar="NAME",
+                         help="the consumer's durable name [ui-telemetry-usage]")
+    consume.add_argument("--ack-wait", type=float, default=30.0, metavar="SECONDS",
+                         help="JetStream delivers a message again when it was not "
+                         "acknowledged this long after [30]")
+    consume.add_argument("--batch", type=_at_least_1, default=5000, metavar="N",
+                         help="messages fetched and committed at once [5000]")
     inspect = sub.add_parser("inspect", help="print forwarded (file sink) or waiting records")
     inspect.add_argument("--last", type=int, default=0, metavar="N",
                          help="only the last N records")
@@ -228,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ui-telemetry: configuration error: {err}", file=sys.stderr)
         return 2
     command = {"serve": cmd_serve, "status": cmd_status, "inspect": cmd_inspect,
-               "report": cmd_report}[args.command]
+               "report": cmd_report, "consume": cmd_consume}[args.command]
     try:
         return command(args, config)
     except BrokenPipeError:

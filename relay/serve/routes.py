@@ -9,9 +9,11 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from ..control.config import ENDPOINT
+from ..forward.file import file_url_path
 from ..ingest.answer import Answer
 from .extension import current_relay
 from .metrics import render
+from .pages import SECURITY_HEADERS
 
 endpoint = Blueprint("ui_telemetry_endpoint", __name__)
 admin = Blueprint("ui_telemetry_admin", __name__)
@@ -55,3 +57,48 @@ def metrics() -> Response:
     r = current_relay()
     return Response(render(r.spool, lambda: r.policy.server().enabled),
                     mimetype="text/plain; version=0.0.4")
+
+
+# The usage dashboard, live. Its files link one another by relative names, as in the static
+# site of `ui-telemetry report`: usage -> usage.css, usage.json, usage-<table>.csv. Its figures
+# are those that are safe to publish (K, no ids), so it is as open as /health.
+_USAGE_TYPES = {"css": "text/css", "json": "application/json", "csv": "text/csv"}
+
+
+def _usage_answer(name: str) -> Response:
+    from ..insight.site import live_figures, render, stylesheet
+
+    r = current_relay()
+    if name == "usage.css":  # no figures needed
+        text: str | None = stylesheet()
+    else:
+        upstream = r.forwarder.upstream_url()
+        sink = file_url_path(upstream) if upstream.startswith("file://") else None
+        figures = live_figures(r.config.usage_path, sink, r.config.usage_min_installations)
+        text = render(figures, "index.html" if name == "usage" else name,
+                      title="Usage of this MLflow server")
+    if text is None:
+        return Response("no such usage file\n", 404, mimetype="text/plain")
+    kind = _USAGE_TYPES.get(name.rpartition(".")[2], "text/html")
+    resp = Response(text, mimetype=kind)
+    # Inside MLflow our headers are not added to every answer: this page brings its own.
+    for header, value in SECURITY_HEADERS:
+        resp.headers.setdefault(header, value)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@admin.get("/usage")
+def usage_page() -> Response:
+    """The usage dashboard of this relay's records."""
+    return _usage_answer("usage")
+
+
+@admin.get("/<any('usage.json', 'usage.css'):name>")
+def usage_file(name: str) -> Response:
+    return _usage_answer(name)
+
+
+@admin.get("/usage-<table>.csv")
+def usage_csv(table: str) -> Response:
+    return _usage_answer(f"usage-{table}.csv")

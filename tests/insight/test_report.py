@@ -16,7 +16,21 @@ from relay.insight.report import usage
 from relay.insight.store import UsageStore
 
 TODAY = date(2026, 11, 25)  # a Wednesday
-COMPONENTS = [(f"mlflow.feature-{n}.button", "button") for n in range(12)]
+# MLflow-like componentIds, the most popular first.
+COMPONENTS = [
+    ("mlflow.experiments.table.experiment-link", "typography_link"),
+    ("mlflow.experiment.runs-table.run-link", "typography_link"),
+    ("mlflow.sidebar.experiments-link", "typography_link"),
+    ("mlflow.experiment.compare-runs-button", "button"),
+    ("mlflow.run.metrics-tab", "tabs"),
+    ("mlflow.sidebar.models-link", "typography_link"),
+    ("mlflow.experiment.create-button", "button"),
+    ("mlflow.run.artifacts-tab", "tabs"),
+    ("mlflow.models.register-button", "button"),
+    ("mlflow.experiment.search-input", "input"),
+    ("mlflow.sidebar.prompts-link", "typography_link"),
+    ("mlflow.settings.telemetry-switch", "switch"),
+]
 
 
 def generate(installations: int, seed: int = 7) -> list[dict]:
@@ -54,16 +68,28 @@ def expected(records: list[dict], weeks: int, k: int) -> dict:
             inside.append((r, day))
     per_component: dict[tuple[str, str], list] = defaultdict(lambda: [set(), 0])
     per_week: dict[date, list] = defaultdict(lambda: [set(), 0])
+    per_component_week: dict[tuple, set] = defaultdict(set)
     for r, day in inside:
         params = json.loads(r["params"])
         entry = per_component[(params["componentId"], params["componentType"])]
         entry[0].add(r["installation_id"])
         entry[1] += 1
-        week = per_week[day - timedelta(days=day.weekday())]
+        monday = day - timedelta(days=day.weekday())
+        per_component_week[(params["componentId"], params["componentType"], monday)].add(
+            r["installation_id"])
+        week = per_week[monday]
         week[0].add(r["installation_id"])
         week[1] += 1
+    mondays = [first + timedelta(weeks=n) for n in range(weeks)]
+
+    def trend(c: str, t: str) -> list[int | None]:
+        counts = [len(per_component_week[(c, t, m)]) for m in mondays]
+        return [n if n >= k else None for n in counts]
+
     components = sorted(
-        ({"componentId": c, "componentType": t, "installations": len(i), "events": e}
+        ({"componentId": c, "componentType": t, "installations": len(i), "events": e,
+          "share": round(len(i) / len({r["installation_id"] for r, _ in inside}), 4),
+          "trend": trend(c, t)}
          for (c, t), (i, e) in per_component.items() if len(i) >= k),
         key=lambda x: (-x["installations"], -x["events"], x["componentId"]))
     weekly = []
@@ -101,9 +127,7 @@ def test_the_figures_are_exactly_the_known_answers(tmp_path: Path, store: UsageS
     assert figures["min_installations"] == k
     assert figures["period"] == want["period"]
     assert figures["totals"] == want["totals"]
-    assert [{key: c[key] for key in ("componentId", "componentType", "installations",
-                                      "events")} for c in figures["components"]] \
-        == want["components"]
+    assert figures["components"] == want["components"]
     assert figures["weekly"] == want["weekly"]
     assert figures["incomplete_from"] == "2026-11-24"
 

@@ -1,0 +1,147 @@
+"""`ui-telemetry consume nats://HOST:PORT[,...]/SUBJECT`: a JetStream stream into the usage store.
+
+A durable pull consumer (it remembers where it is across restarts) fetches a batch, the store
+commits it, and only then is each message acknowledged. A consumer killed anywhere in that
+loses nothing: what was not acknowledged is delivered again after the ack wait, and the store's
+event_id key keeps a record that was committed but not acknowledged from counting twice.
+
+A message that is not a DATA line is told to JetStream never to come back (`term`), and counted;
+its content is never printed. `--once` stops when the consumer has nothing pending and nothing
+waiting for an acknowledgement, which includes what a killed consumer left unacknowledged: it
+waits out the ack wait for JetStream to deliver that again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..forward.nats import parse_nats_url
+from .store import opened
+
+DURABLE = "ui-telemetry-usage"
+ACK_WAIT = 30.0
+FETCH = 5000
+_FIELDS = ("event_id", "timestamp_ns", "installation_id", "session_id", "params")
+
+
+@dataclass
+class Tally:
+    messages: int = 0  # committed and acknowledged, redeliveries included
+    refused: int = 0  # not a DATA line: terminated
+
+
+class ConsumeError(Exception):
+    """Why the consumer cannot start, in words."""
+
+
+def _is_data(raw: bytes) -> bool:
+    try:
+        record = json.loads(raw)
+        params = json.loads(record["params"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    return isinstance(record, dict) and all(record.get(f) is not None for f in _FIELDS) \
+        and isinstance(params, dict) and all(
+            isinstance(params.get(k), str)
+            for k in ("componentId", "componentType", "eventType"))
+
+
+def _commit(usage_path: Path, msgs: list[Any]) -> set[int]:
+    """Commit a batch to the store; return the ids of the messages that are not DATA lines."""
+    lines = [m.data.rstrip(b"\n") for m in msgs]
+    with opened(usage_path) as store:
+        try:
+            store.load_lines(b"".join(line + b"\n" for line in lines))
+            return set()
+        except Exception:  # noqa: BLE001 - DuckDB refuses the batch as a whole: sort it out
+            good = [line for line in lines if _is_data(line)]
+            store.load_lines(b"".join(line + b"\n" for line in good))
+            return {id(m) for m, line in zip(msgs, lines, strict=True) if not _is_data(line)}
+
+
+async def consume(url: str, usage_path: Path, *, once: bool = False, durable: str = DURABLE,
+                  ack_wait: float = ACK_WAIT, fetch: int = FETCH,
+                  report: Any = None) -> Tally:
+    import nats
+    from nats.js import api
+    from nats.js.errors import NotFoundError
+
+    servers, subject = parse_nats_url(url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def quiet(err: Exception) -> None:
+        pass
+
+    try:
+        nc = await nats.connect(servers=servers, connect_timeout=5, max_reconnect_attempts=-1,
+                                reconnect_time_wait=0.5, error_cb=quiet,
+                                name="ui-telemetry-consume")
+    except Exception as err:
+        raise ConsumeError(f"no NATS server of {', '.join(servers)} answered "
+                           f"({type(err).__name__})") from None
+    tally = Tally()
+    try:
+        js = nc.jetstream(timeout=10)
+        try:
+            stream = await js.find_stream_name_by_subject(subject)
+        except NotFoundError:
+            raise ConsumeError(f"no JetStream stream holds the subject {subject!r}") from None
+        config = api.ConsumerConfig(
+            durable_name=durable, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ack_wait,
+            max_ack_pending=max(fetch * 4, 20_000), filter_subject=subject,
+            deliver_policy=api.DeliverPolicy.ALL)
+        # Creates it, or updates the ack wait of the one that is there; one whose settings
+        # cannot change is used as it is.
+        with contextlib.suppress(nats.js.errors.BadRequestError):
+            await js.add_consumer(stream, config)
+        sub = await js.pull_subscribe_bind(durable=durable, stream=stream)
+        last = time.monotonic()
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(fetch, timeout=1.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                msgs = []
+            if msgs:
+                refused = await asyncio.to_thread(_commit, usage_path, msgs)
+                for m in msgs:
+                    await (m.term() if id(m) in refused else m.ack())
+                await nc.flush()
+                tally.messages += len(msgs) - len(refused)
+                tally.refused += len(refused)
+                if report and time.monotonic() - last >= 10:
+                    report(tally)
+                    last = time.monotonic()
+            elif once:
+                info = await sub.consumer_info()
+                if info.num_pending == 0 and info.num_ack_pending == 0:
+                    break
+    finally:
+        await nc.close()
+    return tally
+
+
+def run(url: str, usage_path: Path, **options: Any) -> int:
+    """The `consume` command: 0 when it stopped as asked, 2 when it could not start."""
+    def progress(t: Tally) -> None:
+        print(f"ui-telemetry: {t.messages} message(s) consumed so far", file=sys.stderr)
+
+    try:
+        tally = asyncio.run(consume(url, usage_path, report=progress, **options))
+    except (ConsumeError, ValueError) as err:
+        print(f"ui-telemetry: {err}", file=sys.stderr)
+        return 2
+    refused = (f"; {tally.refused} message(s) that were not records terminated"
+               if tally.refused else "")
+    print(f"ui-telemetry: consumed {tally.messages} message(s) into {usage_path}{refused}")
+    return 0

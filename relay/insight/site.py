@@ -1,0 +1,137 @@
+"""The dashboard: the figures as one HTML page with its charts, tables and downloads.
+
+The same files make the static site of `ui-telemetry report` and the live pages of the relay:
+`index.html` (or `usage`), `usage.css`, `usage.json` and a CSV per table, all linked by relative
+names, so a directory of them works from any host and from file://. The page carries its
+figures (the charts are SVG in it, the tables are HTML): it fetches nothing and runs no script.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from ..serve.pages import STATIC_DIR, TEMPLATE_DIR
+from ..store.data import package_version
+from . import charts
+from .report import DEFAULT_WEEKS, usage
+from .store import UsageStore, opened
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the page and its CSV: a name for the file, a caption, columns and rows."""
+
+    name: str
+    caption: str
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+
+def tables(figures: dict[str, Any]) -> dict[str, Table]:
+    """The page's tables, by the chart they stand beside."""
+    weeks = [w["week"] for w in figures["weekly"]]
+    top = figures["components"][:charts.TRENDS]
+    return {
+        "weekly": Table("weekly", "Each ISO week, from its Monday",
+                        ("week", "installations", "events"),
+                        [(w["week"], w["installations"], w["events"])
+                         for w in figures["weekly"]]),
+        "components": Table(
+            "components", "Components used by at least K installations",
+            ("componentId", "componentType", "installations", "share", "events"),
+            [(c["componentId"], c["componentType"], c["installations"],
+              f"{c['share']:.0%}", c["events"]) for c in figures["components"]]),
+        "trend": Table("trend", "Installations a week of the top components",
+                       ("week", *(c["componentId"] for c in top)),
+                       [(week, *(c["trend"][i] for c in top))
+                        for i, week in enumerate(weeks)]),
+        "event-types": Table("event-types", "Event types used by at least K installations",
+                             ("eventType", "installations", "events"),
+                             [(e["eventType"], e["installations"], e["events"])
+                              for e in figures["event_types"]]),
+        "versions": Table("versions", "Relay versions of at least K installations",
+                          ("version", "installations"),
+                          [(v["version"], v["installations"]) for v in figures["versions"]]),
+    }
+
+
+def to_csv(table: Table) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(table.columns)
+    writer.writerows(("" if v is None else v for v in row) for row in table.rows)
+    return out.getvalue()
+
+
+_env = Environment(loader=FileSystemLoader(TEMPLATE_DIR), autoescape=select_autoescape(),
+                   trim_blocks=True, lstrip_blocks=True)
+
+
+def page(figures: dict[str, Any], title: str = "Usage") -> str:
+    """The dashboard's HTML."""
+    drawn = {}
+    for name, spec_of in charts.SPECS.items():
+        spec = spec_of(figures)
+        # Vega draws no data as an empty frame of no size: the page says so in words instead.
+        drawn[name] = {size: charts.svg(spec, width) for size, width in charts.WIDTHS.items()} \
+            if spec["data"]["values"] else {}
+    return _env.get_template("dashboard.html").render(
+        f=figures, title=title, charts=drawn, tables=tables(figures),
+        top=charts.TOP, trends=charts.TRENDS, version=package_version(),
+        generated=datetime.now(UTC).date().isoformat())
+
+
+def stylesheet() -> str:
+    return (Path(STATIC_DIR) / "css" / "dashboard.css").read_text()
+
+
+def render(figures: dict[str, Any], name: str, title: str = "Usage") -> str | None:
+    """One file of the site by its name, or None when there is no such file."""
+    if name == "index.html":
+        return page(figures, title)
+    if name == "usage.css":
+        return stylesheet()
+    if name == "usage.json":
+        return json.dumps(figures, indent=1) + "\n"
+    table = tables(figures).get(name.removeprefix("usage-").removesuffix(".csv"))
+    return to_csv(table) if table and name == f"usage-{table.name}.csv" else None
+
+
+def names(figures: dict[str, Any]) -> list[str]:
+    """Every file of the site: what `report` writes and the relay serves."""
+    return ["index.html", "usage.css", "usage.json",
+            *(f"usage-{name}.csv" for name in tables(figures))]
+
+
+def write_site(figures: dict[str, Any], out: Path, title: str = "Usage") -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names(figures):
+        (out / name).write_text(render(figures, name, title) or "")
+        written.append(out / name)
+    return written
+
+
+@contextmanager
+def loaded_store(usage_path: Path, sink_path: Path | None) -> Iterator[UsageStore]:
+    """The store, with what is new in the file sink loaded (when records go to a file)."""
+    with opened(usage_path) as store:
+        if sink_path is not None:
+            store.load_file(sink_path)
+        yield store
+
+
+def live_figures(usage_path: Path, sink_path: Path | None, k: int,
+                 weeks: int = DEFAULT_WEEKS) -> dict[str, Any]:
+    with loaded_store(usage_path, sink_path) as store:
+        return usage(store, weeks=weeks, min_installations=k)
