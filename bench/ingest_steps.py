@@ -79,7 +79,8 @@ def main() -> None:
     for name in CI_VARIABLES:  # a server's usual environment (see relay_throughput.relay_env)
         os.environ.pop(name, None)
     os.environ.pop("RELAY_IGNORE_CI", None)
-    app = create_app(load_config({"RELAY_DATA_DIR": str(data_dir)}), start_forwarder=False)
+    app = create_app(load_config({"RELAY_DATA_DIR": str(data_dir), "RELAY_RATE_LIMIT": "off",
+                                  "RELAY_MAX_RECORDS_PER_S": "off"}), start_forwarder=False)
     relay = relay_of(app)
     bare = Flask("bare")
 

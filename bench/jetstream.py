@@ -43,7 +43,9 @@ def prefill(data_dir: Path, n: int) -> None:
     """n records in the spool, stored by the relay's own ingest (its forwarder not running)."""
     from relay import create_app
 
-    app = create_app(load_config({"RELAY_DATA_DIR": str(data_dir)}), start_forwarder=False)
+    # The rate limits are for browsers: the benchmark's one client sends far more.
+    app = create_app(load_config({"RELAY_DATA_DIR": str(data_dir), "RELAY_RATE_LIMIT": "off",
+                                  "RELAY_MAX_RECORDS_PER_S": "off"}), start_forwarder=False)
     client = app.test_client()
     for _ in range(n // 20):
         resp = client.post(ENDPOINT, json={"records": [make_record() for _ in range(20)]})

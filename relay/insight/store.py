@@ -11,6 +11,7 @@ event_id keeps what was loaded before from counting twice.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import tempfile
@@ -18,12 +19,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import duckdb
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    event_id UUID PRIMARY KEY,
+    event_id UUID NOT NULL,  -- each once: see _INSERT
     timestamp_ns BIGINT NOT NULL,
     installation_id VARCHAR NOT NULL,
     session_id VARCHAR NOT NULL,
@@ -39,19 +41,24 @@ CREATE TABLE IF NOT EXISTS loaded (
 );
 """
 
-# DATA's fields as the JSONL holds them; params is a JSON string, as MLflow sends it.
+# DATA's fields as the JSONL holds them; params is a JSON string, as MLflow sends it. Each
+# event_id once: a record already in the store, or twice in the file, is left out. An anti-join
+# costs a scan of one column; a primary key would double the load's time and keep an index of
+# every id in memory, which a store of hundreds of millions of rows cannot afford. It is safe
+# because one process writes at a time (`opened`).
 _INSERT = """
-INSERT OR IGNORE INTO events
-SELECT event_id, timestamp_ns, installation_id, session_id,
-       json_extract_string(params, '$.componentId'),
-       json_extract_string(params, '$.componentType'),
-       json_extract_string(params, '$.eventType'),
-       version
+INSERT INTO events
+SELECT event_id, any_value(timestamp_ns), any_value(installation_id), any_value(session_id),
+       any_value(json_extract_string(params, '$.componentId')),
+       any_value(json_extract_string(params, '$.componentType')),
+       any_value(json_extract_string(params, '$.eventType')),
+       any_value(version)
 FROM read_json(?, format = 'newline_delimited', columns = {
     event_id: 'UUID', timestamp_ns: 'BIGINT', installation_id: 'VARCHAR',
-    session_id: 'VARCHAR', params: 'VARCHAR', version: 'VARCHAR'})
+    session_id: 'VARCHAR', params: 'VARCHAR', version: 'VARCHAR'}) AS incoming
+WHERE NOT EXISTS (SELECT 1 FROM events WHERE events.event_id = incoming.event_id)
+GROUP BY event_id
 """
-
 
 @contextmanager
 def opened(path: Path, read_only: bool = False, wait: float = 60.0) -> Iterator[UsageStore]:
@@ -96,7 +103,7 @@ class UsageStore:
         return self.db.execute("SELECT count(*) FROM events").fetchone()[0]
 
     def load_file(self, path: Path) -> int:
-        """Load what is new in a JSONL file of DATA lines; return how many lines were read."""
+        """Load what is new in a JSONL file of DATA lines; return how many new records."""
         try:
             stat = os.stat(path)
         except FileNotFoundError:
@@ -107,31 +114,63 @@ class UsageStore:
                               [source]).fetchone()
         start = row[1] if row and row[0] == identity and stat.st_size >= row[1] else 0
         with open(path, "rb") as f:
-            f.seek(start)
-            data = f.read()
-        whole = data[:data.rfind(b"\n") + 1]  # a line still being written waits
-        self.load_lines(whole, ("INSERT OR REPLACE INTO loaded VALUES (?, ?, ?)",
-                                [source, identity, start + len(whole)]))
-        return whole.count(b"\n")
+            end = _end_of_last_line(f, start, stat.st_size)  # a line being written waits
+            if end == start:
+                return 0
+            mark = ("INSERT OR REPLACE INTO loaded VALUES (?, ?, ?)", [source, identity, end])
+            if start == 0 and end == stat.st_size:
+                # The whole file, read in place: a copy of gigabytes would cost more than the
+                # load. Lines appended meanwhile may be read too, and are left out next time
+                # by their event_id; a line caught half-written fails the read, and the range
+                # is then read from a copy.
+                with contextlib.suppress(duckdb.Error):
+                    return self._insert(str(path), mark)
+            # DuckDB reads files: a copy of the range that is whole, made by the kernel
+            # (copy_file_range), without passing through Python.
+            with tempfile.NamedTemporaryFile(suffix=".jsonl", dir=self.path.parent) as part:
+                offset = start
+                while offset < end:
+                    done = os.copy_file_range(f.fileno(), part.fileno(), end - offset, offset)
+                    if done == 0:
+                        raise OSError(f"{path} became shorter while it was read")
+                    offset += done
+                return self._insert(part.name, mark)
 
-    def load_lines(self, lines: bytes, also: tuple[str, list[object]] | None = None) -> None:
-        """Insert whole DATA lines (each ending in a newline), and run `also` in the same
-        transaction: both are committed, or neither."""
+    def load_lines(self, lines: bytes) -> int:
+        """Insert whole DATA lines (each ending in a newline); return how many were new."""
         if not lines:
-            return
+            return 0
         # read_json is DuckDB's fast parallel reader, and it reads files.
         with tempfile.NamedTemporaryFile(suffix=".jsonl", dir=self.path.parent) as part:
             part.write(lines)
             part.flush()
-            self.db.execute("BEGIN TRANSACTION")
-            try:
-                self.db.execute(_INSERT, [part.name])
-                if also:
-                    self.db.execute(*also)
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            return self._insert(part.name)
+
+    def _insert(self, jsonl: str, also: tuple[str, list[object]] | None = None) -> int:
+        """The records of a JSONL file, and `also`, in one transaction: both or neither."""
+        self.db.execute("BEGIN TRANSACTION")
+        try:
+            added = self.db.execute(_INSERT, [jsonl]).fetchone()[0]
+            if also:
+                self.db.execute(*also)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return added
 
     def close(self) -> None:
         self.db.close()
+
+
+def _end_of_last_line(f: BinaryIO, start: int, size: int, chunk: int = 1 << 16) -> int:
+    """The offset just past the last newline in [start, size), or start when there is none."""
+    high = size
+    while high > start:
+        low = max(start, high - chunk)
+        f.seek(low)
+        at = f.read(high - low).rfind(b"\n")
+        if at >= 0:
+            return low + at + 1
+        high = low
+    return start

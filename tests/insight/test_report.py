@@ -238,3 +238,12 @@ def test_the_report_command_loads_the_file_sink_and_writes_usage_json(tmp_path: 
 
 def _ns_on(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp()) * 10**9
+
+
+def test_a_record_the_sink_wrote_twice_counts_once(tmp_path: Path, store: UsageStore) -> None:
+    # The forwarder resends a batch whose delivery it could not note (at-least-once).
+    records = generate(10, seed=6)
+    write(tmp_path / "forwarded.jsonl", records + records[:7])
+    assert store.load_file(tmp_path / "forwarded.jsonl") == len(records)
+    assert store.load_lines("".join(json.dumps(r) + "\n" for r in records[3:]).encode()) == 0
+    assert store.count() == len(records)
