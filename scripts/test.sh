@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a fresh machine, then runs every test:
 # ruff, the JavaScript unit tests (node --test), and pytest (relay, gunicorn, JetStream, browser
-# e2e).
+# e2e in Chromium, Firefox and WebKit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need: Chromium for the browser journeys, nats-server for the
-# JetStream cluster.
+# Debian packages the tests need: the three browser engines of the journeys (Chromium,
+# Firefox ESR, WebKitGTK's MiniBrowser and its WebDriver, with Xvfb for a display), and
+# nats-server for the JetStream cluster.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v firefox-esr >/dev/null 2>&1 || missing+=(firefox-esr)
+command -v WebKitWebDriver >/dev/null 2>&1 || missing+=(webkit2gtk-driver)
+command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing Debian's ${missing[*]} for the tests"
