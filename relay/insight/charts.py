@@ -22,9 +22,12 @@ MARK = "#4c78a8"  # readable on light and dark backgrounds
 
 _CONFIG = {
     "background": None,  # the page's own, light or dark
-    "font": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
+    # The generic family: vl-convert measures labels in the font it resolves it to, which is
+    # close to what a browser draws; a named font it lacks would be measured narrower than
+    # the browser draws it, and long labels would run out of the chart.
+    "font": "sans-serif",
     "view": {"stroke": None},
-    # Vega measures text in its own fonts, a browser draws it in others: room to spare.
+    # Room to spare all the same: the browser's sans-serif is not always the same font.
     "padding": {"left": 24, "right": 12, "top": 5, "bottom": 5},
     "axis": {"labelFontSize": 12, "titleFontSize": 12, "labelLimit": 240, "labelOverlap": True},
     "legend": {"labelFontSize": 12, "titleFontSize": 12, "orient": "bottom", "columns": 1,
