@@ -96,7 +96,7 @@ def part_one(root: Path, n: int) -> None:
     again_s, again = timed(lambda: store.load_file(sink))
     print(f"load again (nothing new): {again} records in {again_s * 1000:.0f} ms")
 
-    def report() -> dict:
+    def report() -> dict:  # what `ui-telemetry report` does after its load
         figures = usage(store, weeks=12, min_installations=10)
         write_site(figures, root / "site")
         return figures

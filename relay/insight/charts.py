@@ -112,3 +112,4 @@ def svg(spec: dict[str, Any], width: int | None = None) -> str:
     head, _, body = drawn.partition(">")
     view_box = head[head.index('viewBox="'):].split('"')[1]
     return f'<svg viewBox="{view_box}" role="img" class="marks">{body}'
+
