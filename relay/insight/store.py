@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS loaded (
 # every id in memory, which a store of hundreds of millions of rows cannot afford. It is safe
 # because one process writes at a time (`opened`).
 # The ids browsers make are UUIDs: kept as such (16 bytes, not 36 characters), they halve the
-# store and the time the figures take to count distinct installations. An id of another form
+# time the figures take to count distinct installations. An id of another form
 # (the schema allows 1 to 64 characters) is kept as the UUID of its MD5, which tells ids apart
 # as well.
 _INSERT = """
