@@ -19,6 +19,7 @@ import json
 import signal
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from .store import opened
 DURABLE = "ui-telemetry-usage"
 ACK_WAIT = 30.0
 FETCH = 5000
-_FIELDS = ("event_id", "timestamp_ns", "installation_id", "session_id", "params")
+_TEXT_FIELDS = ("installation_id", "session_id", "params")
 
 
 @dataclass
@@ -91,12 +92,16 @@ class ConsumeError(Exception):
 
 
 def _is_data(raw: bytes) -> bool:
+    """Whether the store can take the line: the fields and types its columns need."""
     try:
         record = json.loads(raw)
         params = json.loads(record["params"])
-    except (ValueError, KeyError, TypeError):
+        uuid.UUID(record["event_id"])
+    except (ValueError, KeyError, TypeError, AttributeError):
         return False
-    return isinstance(record, dict) and all(record.get(f) is not None for f in _FIELDS) \
+    return all(isinstance(record.get(f), str) for f in _TEXT_FIELDS) \
+        and isinstance(record.get("timestamp_ns"), int) \
+        and isinstance(record.get("version", ""), str | None) \
         and isinstance(params, dict) and all(
             isinstance(params.get(k), str)
             for k in ("componentId", "componentType", "eventType"))
@@ -110,9 +115,10 @@ def _commit(usage_path: Path, msgs: list[Any]) -> set[int]:
             store.load_lines(b"".join(line + b"\n" for line in lines))
             return set()
         except Exception:  # noqa: BLE001 - DuckDB refuses the batch as a whole: sort it out
-            good = [line for line in lines if _is_data(line)]
-            store.load_lines(b"".join(line + b"\n" for line in good))
-            return {id(m) for m, line in zip(msgs, lines, strict=True) if not _is_data(line)}
+            good = [_is_data(line) for line in lines]
+            store.load_lines(b"".join(line + b"\n" for line, ok in zip(lines, good,
+                                                                       strict=True) if ok))
+            return {id(m) for m, ok in zip(msgs, good, strict=True) if not ok}
 
 
 async def consume(url: str, usage_path: Path, *, once: bool = False, durable: str = DURABLE,

@@ -85,7 +85,11 @@ def test_a_consumer_killed_mid_load_and_restarted_counts_each_record_once(
     # The same record under another message id (a relay that resent it after the stream's
     # duplicate window), and a message that is no record at all.
     again = [(f"{r['event_id']}-again", json.dumps(r).encode()) for r in records[:50]]
-    publish(cluster, bodies + again + [("junk", b"not a record: secret@example.com")])
+    junk = [("junk", b"not a record: secret@example.com"),
+            ("junk-id", json.dumps({**records[0], "event_id": "not-a-uuid"}).encode()),
+            ("junk-time", json.dumps({**records[1], "event_id": "7c0b1a52-4b0e-4a57-9d55-"
+                                      "0b0f6a1e2c3d", "timestamp_ns": "noon"}).encode())]
+    publish(cluster, bodies + again + junk)
 
     first = consume(cluster, tmp_path / "data", "--batch", "200")
     def well_into_the_stream() -> bool:
