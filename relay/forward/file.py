@@ -16,6 +16,11 @@ def file_url_path(url: str) -> Path:
     return Path(unquote(urlsplit(url).path))
 
 
+def sink_file(upstream: str) -> Path | None:
+    """The file the records go to, or None when the upstream is not a file."""
+    return file_url_path(upstream) if upstream.startswith("file://") else None
+
+
 class FileSink(Sink):
     """Appends each batch and fsyncs it before the spool forgets the records."""
 

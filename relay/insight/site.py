@@ -11,8 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +22,7 @@ from ..serve.pages import STATIC_DIR, TEMPLATE_DIR
 from ..store.data import package_version
 from . import charts
 from .report import DEFAULT_WEEKS, usage
-from .store import UsageStore, opened
+from .store import opened
 
 
 @dataclass(frozen=True)
@@ -122,16 +120,10 @@ def write_site(figures: dict[str, Any], out: Path, title: str = "Usage") -> list
     return written
 
 
-@contextmanager
-def loaded_store(usage_path: Path, sink_path: Path | None) -> Iterator[UsageStore]:
-    """The store, with what is new in the file sink loaded (when records go to a file)."""
+def load_and_count(usage_path: Path, sink: Path | None, k: int,
+                   weeks: int = DEFAULT_WEEKS) -> tuple[int, dict[str, Any]]:
+    """Load what is new in the file sink (when records go to a file), then count the figures:
+    (records new in the store, figures). What `report` and the live pages both do."""
     with opened(usage_path) as store:
-        if sink_path is not None:
-            store.load_file(sink_path)
-        yield store
-
-
-def live_figures(usage_path: Path, sink_path: Path | None, k: int,
-                 weeks: int = DEFAULT_WEEKS) -> dict[str, Any]:
-    with loaded_store(usage_path, sink_path) as store:
-        return usage(store, weeks=weeks, min_installations=k)
+        loaded = store.load_file(sink) if sink else 0
+        return loaded, usage(store, weeks=weeks, min_installations=k)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..control.config import SETTINGS, Config, ConfigError, load_config
 from ..forward import make_sink
-from ..forward.file import file_url_path
+from ..forward.file import sink_file
 from ..forward.forwarder import FORWARDER_SEEN, HEARTBEAT_EVERY
 from ..store import counters as c
 from ..store.spool import SpoolFormatError
@@ -128,8 +128,8 @@ def _forwarder(seen: object) -> str:
 def cmd_inspect(args: argparse.Namespace, config: Config) -> int:
     relay = Relay(config)
     upstream = relay.forwarder.upstream_url()
-    if not args.waiting and upstream.startswith("file://"):
-        path = file_url_path(upstream)
+    path = None if args.waiting else sink_file(upstream)
+    if path is not None:
         if not path.exists():
             print(f"ui-telemetry: nothing forwarded yet ({path} does not exist); "
                   "use --waiting for records still in the spool", file=sys.stderr)
@@ -148,19 +148,15 @@ def cmd_inspect(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_report(args: argparse.Namespace, config: Config) -> int:
-    from ..insight.report import usage
-    from ..insight.site import write_site
-    from ..insight.store import opened
+    from ..insight.site import load_and_count, write_site
 
     upstream = Relay(config).forwarder.upstream_url()
-    sink = file_url_path(upstream) if upstream.startswith("file://") else None
+    sink = sink_file(upstream)
     if sink is None:
         print(f"ui-telemetry: records go to {upstream}, not to a file: the report shows what "
               f"`ui-telemetry consume` put in {config.usage_path}", file=sys.stderr)
     k = args.min_installations or config.usage_min_installations
-    with opened(config.usage_path) as store:
-        loaded = store.load_file(sink) if sink else 0
-        figures = usage(store, weeks=args.weeks, min_installations=k)
+    loaded, figures = load_and_count(config.usage_path, sink, k, args.weeks)
     write_site(figures, args.out)
     totals = figures["totals"]
     print(f"ui-telemetry: loaded {loaded} new record(s) into {config.usage_path}; "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from ..control.config import ENDPOINT
-from ..forward.file import file_url_path
+from ..forward.file import sink_file
 from ..ingest.answer import Answer
 from .extension import current_relay
 from .metrics import render
@@ -66,15 +66,14 @@ _USAGE_TYPES = {"css": "text/css", "json": "application/json", "csv": "text/csv"
 
 
 def _usage_answer(name: str) -> Response:
-    from ..insight.site import live_figures, render, stylesheet
+    from ..insight.site import load_and_count, render, stylesheet
 
     r = current_relay()
     if name == "usage.css":  # no figures needed
         text: str | None = stylesheet()
     else:
-        upstream = r.forwarder.upstream_url()
-        sink = file_url_path(upstream) if upstream.startswith("file://") else None
-        figures = live_figures(r.config.usage_path, sink, r.config.usage_min_installations)
+        _, figures = load_and_count(r.config.usage_path, sink_file(r.forwarder.upstream_url()),
+                                    r.config.usage_min_installations)
         text = render(figures, "index.html" if name == "usage" else name,
                       title="Usage of this MLflow server")
     if text is None:
