@@ -4,6 +4,7 @@ the benchmarks."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ class Cluster:
     root: Path
     size: int = 3
     nodes: list[Node] = field(default_factory=list)
+    not_ready: str = "no answer yet"  # why the last readiness check failed
 
     def __post_init__(self) -> None:
         for i in range(self.size):
@@ -70,7 +72,17 @@ cluster {{
             node.proc = subprocess.Popen([NATS_SERVER, "-c", str(node.conf)], stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
             log.close()
-        wait_for(self.ready, timeout=30, interval=0.2)
+        try:
+            wait_for(self.ready, timeout=30, interval=0.2)
+        except AssertionError:
+            # Stopped here, or the nodes outlive the test and their reconnecting routes take
+            # the ports the next test's cluster picked.
+            said = "\n".join(f"{n.name}: " + " | ".join(n.log.read_text(errors="replace")
+                                                         .splitlines()[-3:])
+                             for n in self.nodes)
+            self.stop()
+            raise AssertionError(f"the NATS cluster did not become ready in 30 s "
+                                 f"({self.not_ready}):\n{said}") from None
         return self
 
     def kill9(self, *which: int) -> None:
@@ -107,7 +119,8 @@ cluster {{
         """Every running node answers, and JetStream has a leader (it takes writes)."""
         try:
             return run(self._ready())
-        except Exception:  # noqa: BLE001 - not yet
+        except Exception as err:  # noqa: BLE001 - not yet
+            self.not_ready = f"{type(err).__name__}: {err}"
             return False
 
     async def _ready(self) -> bool:
@@ -183,8 +196,15 @@ cluster {{
             return -1
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 10))
+def run(coro: Any, timeout: float = 10) -> Any:
+    """The coroutine's value within `timeout`, on a loop of its own: in a thread of its own
+    when this one runs a loop already (Playwright's sync API keeps one in the test's thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(asyncio.wait_for(coro, timeout))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, asyncio.wait_for(coro, timeout)).result()
 
 
 def retrying(fn: Any, timeout: float = 30) -> Any:

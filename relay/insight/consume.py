@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..forward.nats import parse_nats_url
-from .store import opened
+from .store import ROLL_UP_EVERY, UsageStore, opened
 
 DURABLE = "ui-telemetry-usage"
 ACK_WAIT = 30.0
@@ -107,18 +107,52 @@ def _is_data(raw: bytes) -> bool:
             for k in ("componentId", "componentType", "eventType"))
 
 
-def _commit(usage_path: Path, msgs: list[Any]) -> set[int]:
+class _Turns:
+    """The store, held for a turn of up to `hold` seconds of batches, then let go.
+
+    Opening and closing the store for each batch cost as much as committing it. Between turns
+    it waits `gap` seconds, longer than the others' wait for the lock (`opened` tries every
+    50 ms), so that the relay's workers and `report` still get their turn.
+    """
+
+    def __init__(self, usage_path: Path, hold: float = 1.0, gap: float = 0.06) -> None:
+        self.usage_path = usage_path
+        self.hold = hold
+        self.gap = gap
+        self.turn: contextlib.ExitStack | None = None
+        self.until = 0.0
+
+    def store(self) -> UsageStore:
+        if self.turn and time.monotonic() > self.until:
+            self.release()
+            time.sleep(self.gap)
+        if not self.turn:
+            self.turn = contextlib.ExitStack()
+            self._store = self.turn.enter_context(opened(self.usage_path))
+            self.until = time.monotonic() + self.hold
+        return self._store
+
+    def release(self) -> None:
+        if self.turn:
+            self.turn.close()
+            self.turn = None
+
+
+def _commit(turns: _Turns, msgs: list[Any]) -> set[int]:
     """Commit a batch to the store; return the ids of the messages that are not DATA lines."""
     lines = [m.data.rstrip(b"\n") for m in msgs]
-    with opened(usage_path) as store:
-        try:
-            store.load_lines(b"".join(line + b"\n" for line in lines))
-            return set()
-        except Exception:  # noqa: BLE001 - DuckDB refuses the batch as a whole: sort it out
-            good = [_is_data(line) for line in lines]
-            store.load_lines(b"".join(line + b"\n" for line, ok in zip(lines, good,
-                                                                       strict=True) if ok))
-            return {id(m) for m, ok in zip(msgs, good, strict=True) if not ok}
+    store = turns.store()
+    try:
+        store.load_lines(b"".join(line + b"\n" for line in lines))
+        refused = set()
+    except Exception:  # noqa: BLE001 - DuckDB refuses the batch as a whole: sort it out
+        good = [_is_data(line) for line in lines]
+        store.load_lines(b"".join(line + b"\n" for line, ok in zip(lines, good,
+                                                                   strict=True) if ok))
+        refused = {id(m) for m, ok in zip(msgs, good, strict=True) if not ok}
+    # Rolled up in larger steps than a batch; what is left waits for the end or the report.
+    store.roll_up(at_least=ROLL_UP_EVERY)
+    return refused
 
 
 async def consume(url: str, usage_path: Path, *, once: bool = False, durable: str = DURABLE,
@@ -145,6 +179,7 @@ async def consume(url: str, usage_path: Path, *, once: bool = False, durable: st
         raise ConsumeError(f"no NATS server of {', '.join(servers)} answered "
                            f"({type(err).__name__})") from None
     tally = Tally()
+    turns = _Turns(usage_path)
     try:
         js = nc.jetstream(timeout=10)
         try:
@@ -165,7 +200,7 @@ async def consume(url: str, usage_path: Path, *, once: bool = False, durable: st
         while not stop.is_set():
             msgs = await pull.next()
             if msgs:
-                refused = await asyncio.to_thread(_commit, usage_path, msgs)
+                refused = await asyncio.to_thread(_commit, turns, msgs)
                 for m in msgs:
                     await nc.publish(m.reply, b"+TERM" if id(m) in refused else b"+ACK")
                 await nc.flush()
@@ -174,11 +209,15 @@ async def consume(url: str, usage_path: Path, *, once: bool = False, durable: st
                 if report and time.monotonic() - last >= 10:
                     report(tally)
                     last = time.monotonic()
-            elif once:
+            else:
+                turns.release()  # nothing came: the others may have the store
+            if not msgs and once:
                 info = await js.consumer_info(stream, durable)
                 if info.num_pending == 0 and info.num_ack_pending == 0:
                     break
+        await asyncio.to_thread(lambda: turns.store().roll_up())
     finally:
+        turns.release()
         await nc.close()
     return tally
 

@@ -18,40 +18,57 @@ from .store import UsageStore
 DEFAULT_K = 10
 DEFAULT_WEEKS = 12
 INCOMPLETE_DAYS = 2  # late records still arrive for the last two days
-NS_PER_DAY = 86_400 * 10**9
 
 
 def _ns(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 10**9
 
 
-# Every figure is an aggregate of the period's rows, one scan each; DuckDB spreads each over
-# every core. (Running them at once on cursors of their own was no faster on 2 cores.)
+# The period's rows are the rollup's whole weeks before this one, and this week's events up to
+# the end of `today` (the rollup's week of today would also hold what comes later: an earlier
+# `today`, or a clock that runs ahead). This week's are rolled up first, the same way, into
+# small tables of their own; every figure is then one aggregate over the two, which DuckDB
+# spreads over every core.
+_THIS_WEEK = [
+    """CREATE OR REPLACE TEMP TABLE this_week AS
+       SELECT week_of(timestamp_ns) AS week, installation_id, component_id, component_type,
+              event_type, version, count(*) AS events
+       FROM events WHERE timestamp_ns >= $low_ns AND timestamp_ns < $high_ns GROUP BY ALL""",
+    """CREATE OR REPLACE TEMP TABLE this_week_sessions AS SELECT DISTINCT session_id
+       FROM events WHERE timestamp_ns >= $low_ns AND timestamp_ns < $high_ns""",
+]
+_PERIOD = ("WITH period AS (SELECT * FROM weekly WHERE week >= $first AND week < $this_week "
+           "UNION ALL SELECT * FROM this_week) ")
 _QUERIES = {
-    "totals": "SELECT count(DISTINCT installation_id), count(DISTINCT session_id), count(*) "
-              "FROM period",
+    "totals": "SELECT count(DISTINCT installation_id), coalesce(sum(events), 0), "
+              "(SELECT count(DISTINCT session_id) FROM (SELECT session_id FROM weekly_sessions "
+              "WHERE week >= $first AND week < $this_week "
+              "UNION ALL SELECT session_id FROM this_week_sessions)) FROM period",
     "components": "SELECT component_id, component_type, count(DISTINCT installation_id) AS n, "
-                  "count(*) AS e FROM period GROUP BY ALL HAVING n >= $k "
+                  "sum(events) AS e FROM period GROUP BY ALL HAVING n >= $k "
                   "ORDER BY n DESC, e DESC, component_id, component_type",
     "component_weeks": "SELECT component_id, component_type, week, "
                        "count(DISTINCT installation_id) FROM period GROUP BY ALL",
-    "weeks": "SELECT week, count(DISTINCT installation_id), count(*) FROM period GROUP BY week",
-    "event_types": "SELECT event_type, count(DISTINCT installation_id) AS n, count(*) AS e "
+    "weeks": "SELECT week, count(DISTINCT installation_id), sum(events) FROM period "
+             "GROUP BY week",
+    "event_types": "SELECT event_type, count(DISTINCT installation_id) AS n, sum(events) AS e "
                    "FROM period GROUP BY ALL HAVING n >= $k ORDER BY e DESC, event_type",
     "versions": "SELECT coalesce(version, 'unknown'), count(DISTINCT installation_id) AS n "
                 "FROM period GROUP BY ALL HAVING n >= $k ORDER BY n DESC, 1",
 }
-_PERIOD = ("WITH period AS (SELECT *, CAST(date_trunc('week', CAST(make_timestamp("
-           "timestamp_ns // 1000) AS DATE)) AS DATE) AS week FROM events "
-           "WHERE timestamp_ns >= $low AND timestamp_ns < $high) ")
 
 
-def _run_all(store: UsageStore, params: dict[str, int]) -> dict[str, list[tuple[Any, ...]]]:
-    rows = {}
-    for name, sql in _QUERIES.items():
-        used = {key: value for key, value in params.items() if f"${key}" in _PERIOD + sql}
-        rows[name] = store.db.execute(_PERIOD + sql, used).fetchall()
-    return rows
+def _run_all(store: UsageStore, params: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
+    def run(sql: str) -> list[tuple[Any, ...]]:
+        return store.db.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql}
+                                ).fetchall()
+
+    for sql in _THIS_WEEK:
+        run(sql)
+    try:
+        return {name: run(_PERIOD + sql) for name, sql in _QUERIES.items()}
+    finally:
+        run("DROP TABLE this_week; DROP TABLE this_week_sessions")
 
 
 def usage(store: UsageStore, *, weeks: int = DEFAULT_WEEKS, min_installations: int = DEFAULT_K,
@@ -62,8 +79,12 @@ def usage(store: UsageStore, *, weeks: int = DEFAULT_WEEKS, min_installations: i
     today = today or datetime.now(UTC).date()
     first = today - timedelta(days=today.weekday()) - timedelta(weeks=weeks - 1)
     k = min_installations
-    rows = _run_all(store, {"low": _ns(first), "high": _ns(today + timedelta(days=1)), "k": k})
-    [(installations, sessions, events)] = rows["totals"]
+    store.roll_up()
+    this_week = today - timedelta(days=today.weekday())
+    rows = _run_all(store, {"first": first, "this_week": this_week, "k": k,
+                            "low_ns": _ns(this_week),
+                            "high_ns": _ns(today + timedelta(days=1))})
+    [(installations, events, sessions)] = rows["totals"]
     components = [
         {"componentId": cid, "componentType": ctype, "installations": n, "events": e,
          "share": round(n / installations, 4) if installations else 0.0}

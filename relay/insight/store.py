@@ -3,7 +3,15 @@
 DuckDB is columnar: the figures are aggregates over a few columns of many millions of rows. One
 process writes a store at a time (DuckDB's rule); the file sink's JSONL is loaded incrementally:
 the store keeps, in the same transaction as the rows, how far into which file it has read, so a
-load killed midway leaves both as they were, and the next one reads only what is new. A line
+load killed midway leaves both as they were, and the next one reads only what is new.
+
+The figures count distinct installations per week, component and event type. Counted from the
+events, each report would scan every event again; so the events are also rolled up into
+`weekly` (one row per week, installation, component, event type and version, with its count of
+events) and `weekly_sessions` (each session once a week), which the report reads: several times
+smaller than the events (docs/insight.md has the figures). `rolled_up` says up to which row the
+rollup holds the events; a file load brings it up to date, `consume` every ROLL_UP_EVERY
+records, and the report always before it counts. A line
 without its newline (the sink is writing it) is left for the next load. A file that was rotated
 (another inode) or truncated (shorter than what was read) is read from its start again; the
 event_id keeps what was loaded before from counting twice.
@@ -34,6 +42,17 @@ CREATE TABLE IF NOT EXISTS events (
     event_type VARCHAR NOT NULL,
     version VARCHAR
 );
+CREATE TABLE IF NOT EXISTS weekly (
+    week DATE NOT NULL,  -- the Monday (UTC) of the event's ISO week
+    installation_id UUID NOT NULL,
+    component_id VARCHAR NOT NULL,
+    component_type VARCHAR NOT NULL,
+    event_type VARCHAR NOT NULL,
+    version VARCHAR,
+    events BIGINT NOT NULL  -- one row a key: a rollup adds to the counts of keys it finds
+);
+CREATE TABLE IF NOT EXISTS weekly_sessions (week DATE NOT NULL, session_id UUID NOT NULL);
+CREATE TABLE IF NOT EXISTS rolled_up (next_row BIGINT NOT NULL);  -- events' row id, or none: 0
 CREATE TABLE IF NOT EXISTS loaded (
     source VARCHAR PRIMARY KEY,  -- a file's path
     identity VARCHAR NOT NULL,   -- its device and inode: another one means a rotated file
@@ -55,16 +74,47 @@ INSERT INTO events
 SELECT event_id, any_value(timestamp_ns),
        any_value(coalesce(TRY_CAST(installation_id AS UUID), CAST(md5(installation_id) AS UUID))),
        any_value(coalesce(TRY_CAST(session_id AS UUID), CAST(md5(session_id) AS UUID))),
-       any_value(json_extract_string(params, '$.componentId')),
-       any_value(json_extract_string(params, '$.componentType')),
-       any_value(json_extract_string(params, '$.eventType')),
-       any_value(version)
-FROM read_json(?, format = 'newline_delimited', columns = {
-    event_id: 'UUID', timestamp_ns: 'BIGINT', installation_id: 'VARCHAR',
-    session_id: 'VARCHAR', params: 'VARCHAR', version: 'VARCHAR'}) AS incoming
+       any_value(fields[1]), any_value(fields[2]), any_value(fields[3]), any_value(version)
+FROM (SELECT *,  -- params parsed once for its three fields
+             json_extract_string(params, ['$.componentId', '$.componentType', '$.eventType'])
+             AS fields
+      FROM read_json(?, format = 'newline_delimited', columns = {
+          event_id: 'UUID', timestamp_ns: 'BIGINT', installation_id: 'VARCHAR',
+          session_id: 'VARCHAR', params: 'VARCHAR', version: 'VARCHAR'})) AS incoming
 WHERE NOT EXISTS (SELECT 1 FROM events WHERE events.event_id = incoming.event_id)
 GROUP BY event_id
 """
+
+# The Monday (UTC) of a timestamp's ISO week: a macro of each connection, so that the load and
+# the report count weeks alike.
+_WEEK_OF = """CREATE OR REPLACE TEMP MACRO week_of(ns) AS
+    CAST(date_trunc('week', CAST(make_timestamp(ns // 1000) AS DATE)) AS DATE)"""
+
+# Events are only appended, by one writer at a time: the rows not yet rolled up are those from
+# `rolled_up.next_row` ($start) to the last ($end). A key's count grows where the key is there
+# already, and the key is added where not. Both rollups are written in week order, so that a
+# rollup of recent records reads only the row groups of their weeks ($since: the first of them).
+_FRESH = """CREATE OR REPLACE TEMP TABLE fresh AS
+    SELECT week_of(timestamp_ns) AS week, installation_id, component_id, component_type,
+           event_type, version, count(*) AS events
+    FROM events WHERE rowid >= $start AND rowid < $end GROUP BY ALL ORDER BY week"""
+_ROLL_UP = [
+    """MERGE INTO weekly AS w USING fresh AS f
+       ON w.week >= $since AND w.week = f.week AND w.installation_id = f.installation_id
+          AND w.component_id = f.component_id AND w.component_type = f.component_type
+          AND w.event_type = f.event_type AND w.version IS NOT DISTINCT FROM f.version
+       WHEN MATCHED THEN UPDATE SET events = w.events + f.events
+       WHEN NOT MATCHED THEN INSERT BY NAME""",
+    """INSERT INTO weekly_sessions SELECT * FROM (SELECT DISTINCT week_of(timestamp_ns) AS week,
+       session_id FROM events WHERE rowid >= $start AND rowid < $end) AS f WHERE NOT EXISTS
+       (SELECT 1 FROM weekly_sessions AS w
+        WHERE w.week >= $since AND w.week = f.week AND w.session_id = f.session_id)
+       ORDER BY week""",
+    "DROP TABLE fresh",
+    "DELETE FROM rolled_up",
+    "INSERT INTO rolled_up VALUES ($end)",
+]
+ROLL_UP_EVERY = 50_000  # records of `consume`: a rollup costs about as much for 5,000 as for this
 
 
 @contextmanager
@@ -103,14 +153,22 @@ class UsageStore:
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.db = duckdb.connect(str(path), read_only=read_only)
+        self.db.execute("SET enable_progress_bar = false")  # no output of its own
+        self.db.execute(_WEEK_OF)
         if not read_only:
-            self.db.execute(SCHEMA)
+            self.db.execute(SCHEMA)  # a store made before the rollup gets it, from row 0
 
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM events").fetchone()[0]
 
     def load_file(self, path: Path) -> int:
-        """Load what is new in a JSONL file of DATA lines; return how many new records."""
+        """Load what is new in a JSONL file of DATA lines, and bring the rollup up to date;
+        return how many new records."""
+        added = self._load_file(path)
+        self.roll_up()
+        return added
+
+    def _load_file(self, path: Path) -> int:
         try:
             stat = os.stat(path)
         except FileNotFoundError:
@@ -144,7 +202,8 @@ class UsageStore:
                 return self._insert(part.name, mark)
 
     def load_lines(self, lines: bytes) -> int:
-        """Insert whole DATA lines (each ending in a newline); return how many were new."""
+        """Insert whole DATA lines (each ending in a newline); return how many were new. The
+        rollup waits for `roll_up`."""
         if not lines:
             return 0
         # read_json is DuckDB's fast parallel reader, and it reads files.
@@ -165,6 +224,26 @@ class UsageStore:
             self.db.execute("ROLLBACK")
             raise
         return added
+
+    def roll_up(self, at_least: int = 1) -> int:
+        """Bring the rollup up to date when `at_least` events wait for it; return how many."""
+        row = self.db.execute("SELECT next_row FROM rolled_up").fetchone()
+        start = row[0] if row else 0
+        end = self.db.execute("SELECT coalesce(max(rowid) + 1, 0) FROM events").fetchone()[0]
+        if end - start < at_least:
+            return 0
+        self.db.execute("BEGIN TRANSACTION")
+        try:
+            self.db.execute(_FRESH, {"start": start, "end": end})
+            since = self.db.execute("SELECT min(week) FROM fresh").fetchone()[0]
+            values = {"start": start, "end": end, "since": since}
+            for sql in _ROLL_UP:
+                self.db.execute(sql, {k: v for k, v in values.items() if f"${k}" in sql})
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return end - start
 
     def close(self) -> None:
         self.db.close()

@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,7 +53,7 @@ def publish(cluster: Cluster, bodies: list[tuple[str, bytes]]) -> None:
             await asyncio.gather(*acks)
         await nc.close()
 
-    asyncio.run(asyncio.wait_for(send(), 120))
+    run(send(), timeout=120)
 
 
 def consumer_state(cluster: Cluster) -> tuple[int, int, int]:
@@ -140,3 +142,35 @@ def test_once_on_a_drained_stream_exits_at_once_and_a_wrong_subject_says_why(
          "--once"], env=env, capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2
     assert "no JetStream stream holds the subject 'no.such'" in wrong.stderr
+
+
+def test_a_busy_consumer_still_lets_the_report_take_its_turn_at_the_store(
+        tmp_path: Path) -> None:
+    # `consume` holds the store for a turn of many batches; the relay's /usage and `report`
+    # wait for the lock (up to a minute) and must get it between two turns.
+    from relay.insight.consume import _Turns
+
+    path = tmp_path / "usage.duckdb"
+    turns = _Turns(path, hold=0.3)
+    busy = threading.Event()
+    batches = 0
+
+    def consumer() -> None:  # a batch every 5 ms, as long as the test runs
+        nonlocal batches
+        while not busy.is_set():
+            turns.store().count()
+            batches += 1
+            time.sleep(0.005)
+        turns.release()
+
+    worker = threading.Thread(target=consumer)
+    worker.start()
+    try:
+        for _ in range(3):
+            time.sleep(0.1)
+            with opened(path, wait=5) as store:  # a report's turn
+                assert store.count() == 0
+    finally:
+        busy.set()
+        worker.join(10)
+    assert batches > 20  # the consumer was busy meanwhile

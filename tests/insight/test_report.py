@@ -132,6 +132,67 @@ def test_the_figures_are_exactly_the_known_answers(tmp_path: Path, store: UsageS
     assert figures["incomplete_from"] == "2026-11-24"
 
 
+def _figures_match(figures: dict, want: dict) -> None:
+    for key in ("period", "totals", "components", "weekly"):
+        assert figures[key] == want[key], key
+
+
+def test_loaded_in_parts_the_figures_are_those_of_one_load(tmp_path: Path,
+                                                           store: UsageStore) -> None:
+    # The relay loads the sink each time /usage is opened: many small loads that add to the
+    # same weeks, installations and components, some records sent again. The last part comes
+    # as `consume` brings it, whose rollup waits for the report.
+    records = generate(120, seed=11)
+    sink = tmp_path / "forwarded.jsonl"
+    sink.touch()
+    for part in range(6):
+        write(sink, records[part::7], "a")
+        store.load_file(sink)
+        store.load_lines("".join(json.dumps(r) + "\n" for r in records[part::11]).encode())
+    store.load_lines("".join(json.dumps(r) + "\n" for r in records[6::7]).encode())
+    assert store.count() == len(records)
+    for weeks, k in ((6, 5), (3, 1)):
+        _figures_match(usage(store, weeks=weeks, min_installations=k, today=TODAY),
+                       expected(records, weeks, k))
+    # Each week, installation, component, event type and version is one row of the rollup.
+    rows, keys = store.db.execute(
+        "SELECT count(*), count(DISTINCT (week, installation_id, component_id, component_type, "
+        "event_type, version)) FROM weekly").fetchone()
+    assert rows == keys
+
+
+def test_records_after_today_or_before_the_period_are_left_out(tmp_path: Path,
+                                                               store: UsageStore) -> None:
+    # TODAY is a Wednesday: its week's Thursday and the next week are after it (an earlier
+    # `today`, or a browser whose clock runs ahead), the Sunday before the period is before it.
+    records = generate(60, seed=12)
+    first = TODAY - timedelta(days=TODAY.weekday()) - timedelta(weeks=5)
+    outside = [dict(r, event_id=str(uuid.uuid4()), timestamp_ns=_ns_on(day))
+               for r in records[:40]
+               for day in (TODAY + timedelta(days=1), TODAY + timedelta(days=8),
+                           first - timedelta(days=1))]
+    inside = [dict(r, event_id=str(uuid.uuid4()), timestamp_ns=_ns_on(day))
+              for r in records[:10] for day in (TODAY, first)]
+    write(tmp_path / "forwarded.jsonl", records + outside + inside)
+    store.load_file(tmp_path / "forwarded.jsonl")
+    figures = usage(store, weeks=6, min_installations=5, today=TODAY)
+    _figures_match(figures, expected(records + outside + inside, 6, 5))
+    assert figures["totals"]["events"] == sum(_inside(r, 6) for r in records) + len(inside)
+
+
+def test_a_store_made_before_the_rollup_is_rolled_up_by_its_first_report(tmp_path: Path) -> None:
+    records = generate(80, seed=13)
+    write(tmp_path / "forwarded.jsonl", records)
+    old = UsageStore(tmp_path / "usage.duckdb")
+    old.load_file(tmp_path / "forwarded.jsonl")
+    old.db.execute("DROP TABLE weekly; DROP TABLE weekly_sessions; DROP TABLE rolled_up")
+    old.close()  # as the first version made it: the events alone
+    store = UsageStore(tmp_path / "usage.duckdb")
+    _figures_match(usage(store, weeks=6, min_installations=5, today=TODAY),
+                   expected(records, 6, 5))
+    assert store.load_file(tmp_path / "forwarded.jsonl") == 0
+
+
 def test_the_threshold_hides_a_component_at_k_minus_one_and_shows_it_at_k(
         tmp_path: Path, store: UsageStore) -> None:
     records = generate(40)
