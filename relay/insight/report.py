@@ -38,17 +38,24 @@ _THIS_WEEK = [
        FROM events WHERE timestamp_ns >= $low_ns AND timestamp_ns < $high_ns""",
 ]
 _PERIOD = ("WITH period AS (SELECT * FROM weekly WHERE week >= $first AND week < $this_week "
-           "UNION ALL SELECT * FROM this_week) ")
+           "UNION ALL SELECT * FROM this_week), "
+           "used AS (SELECT * FROM weekly_components WHERE week >= $first AND week < $this_week "
+           "UNION ALL SELECT DISTINCT week, component_id, component_type, installation_id "
+           "FROM this_week) ")
 _QUERIES = {
     "totals": "SELECT count(DISTINCT installation_id), coalesce(sum(events), 0), "
               "(SELECT count(DISTINCT session_id) FROM (SELECT session_id FROM weekly_sessions "
               "WHERE week >= $first AND week < $this_week "
               "UNION ALL SELECT session_id FROM this_week_sessions)) FROM period",
-    "components": "SELECT component_id, component_type, count(DISTINCT installation_id) AS n, "
-                  "sum(events) AS e FROM period GROUP BY ALL HAVING n >= $k "
+    "components": "SELECT component_id, component_type, n, e FROM "
+                  "(SELECT component_id, component_type, count(DISTINCT installation_id) AS n "
+                  " FROM used GROUP BY ALL HAVING n >= $k) "
+                  "JOIN (SELECT component_id, component_type, sum(events) AS e FROM period "
+                  "      GROUP BY ALL) USING (component_id, component_type) "
                   "ORDER BY n DESC, e DESC, component_id, component_type",
-    "component_weeks": "SELECT component_id, component_type, week, "
-                       "count(DISTINCT installation_id) FROM period GROUP BY ALL",
+    # a row of `used` is one installation of a week and component already
+    "component_weeks": "SELECT component_id, component_type, week, count(*) FROM used "
+                       "GROUP BY ALL",
     "weeks": "SELECT week, count(DISTINCT installation_id), sum(events) FROM period "
              "GROUP BY week",
     "event_types": "SELECT event_type, count(DISTINCT installation_id) AS n, sum(events) AS e "

@@ -8,8 +8,9 @@ load killed midway leaves both as they were, and the next one reads only what is
 The figures count distinct installations per week, component and event type. Counted from the
 events, each report would scan every event again; so the events are also rolled up into
 `weekly` (one row per week, installation, component, event type and version, with its count of
-events) and `weekly_sessions` (each session once a week), which the report reads: several times
-smaller than the events (docs/insight.md has the figures). `rolled_up` says up to which row the
+events), `weekly_components` (each installation once a week for each component it used) and
+`weekly_sessions` (each session once a week), which the report reads: several times smaller
+than the events (docs/insight.md has the figures). `rolled_up` says up to which row the
 rollup holds the events; a file load brings it up to date, `consume` every ROLL_UP_EVERY
 records, and the report always before it counts. A line
 without its newline (the sink is writing it) is left for the next load. A file that was rotated
@@ -50,6 +51,12 @@ CREATE TABLE IF NOT EXISTS weekly (
     event_type VARCHAR NOT NULL,
     version VARCHAR,
     events BIGINT NOT NULL  -- one row a key: a rollup adds to the counts of keys it finds
+);
+CREATE TABLE IF NOT EXISTS weekly_components (  -- who used what: one row a week each
+    week DATE NOT NULL,
+    component_id VARCHAR NOT NULL,
+    component_type VARCHAR NOT NULL,
+    installation_id UUID NOT NULL
 );
 CREATE TABLE IF NOT EXISTS weekly_sessions (week DATE NOT NULL, session_id UUID NOT NULL);
 CREATE TABLE IF NOT EXISTS rolled_up (next_row BIGINT NOT NULL);  -- events' row id, or none: 0
@@ -105,6 +112,12 @@ _ROLL_UP = [
           AND w.event_type = f.event_type AND w.version IS NOT DISTINCT FROM f.version
        WHEN MATCHED THEN UPDATE SET events = w.events + f.events
        WHEN NOT MATCHED THEN INSERT BY NAME""",
+    """INSERT INTO weekly_components SELECT * FROM (SELECT DISTINCT week, component_id,
+       component_type, installation_id FROM fresh) AS f WHERE NOT EXISTS
+       (SELECT 1 FROM weekly_components AS w
+        WHERE w.week >= $since AND w.week = f.week AND w.component_id = f.component_id
+          AND w.component_type = f.component_type AND w.installation_id = f.installation_id)
+       ORDER BY week""",
     """INSERT INTO weekly_sessions SELECT * FROM (SELECT DISTINCT week_of(timestamp_ns) AS week,
        session_id FROM events WHERE rowid >= $start AND rowid < $end) AS f WHERE NOT EXISTS
        (SELECT 1 FROM weekly_sessions AS w
@@ -156,7 +169,13 @@ class UsageStore:
         self.db.execute("SET enable_progress_bar = false")  # no output of its own
         self.db.execute(_WEEK_OF)
         if not read_only:
+            had = {t for (t,) in self.db.execute("SELECT table_name FROM duckdb_tables()"
+                                                 ).fetchall()}
             self.db.execute(SCHEMA)  # a store made before the rollup gets it, from row 0
+            if "weekly" in had and "weekly_components" not in had:
+                # made when the rollup had no table of its own for components
+                self.db.execute("INSERT INTO weekly_components SELECT DISTINCT week, "
+                                "component_id, component_type, installation_id FROM weekly")
 
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM events").fetchone()[0]

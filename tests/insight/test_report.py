@@ -159,6 +159,10 @@ def test_loaded_in_parts_the_figures_are_those_of_one_load(tmp_path: Path,
         "SELECT count(*), count(DISTINCT (week, installation_id, component_id, component_type, "
         "event_type, version)) FROM weekly").fetchone()
     assert rows == keys
+    rows, keys = store.db.execute(
+        "SELECT count(*), count(DISTINCT (week, component_id, component_type, installation_id)) "
+        "FROM weekly_components").fetchone()
+    assert rows == keys
 
 
 def test_records_after_today_or_before_the_period_are_left_out(tmp_path: Path,
@@ -185,12 +189,19 @@ def test_a_store_made_before_the_rollup_is_rolled_up_by_its_first_report(tmp_pat
     write(tmp_path / "forwarded.jsonl", records)
     old = UsageStore(tmp_path / "usage.duckdb")
     old.load_file(tmp_path / "forwarded.jsonl")
-    old.db.execute("DROP TABLE weekly; DROP TABLE weekly_sessions; DROP TABLE rolled_up")
+    old.db.execute("DROP TABLE weekly; DROP TABLE weekly_components; DROP TABLE weekly_sessions; "
+                   "DROP TABLE rolled_up")
     old.close()  # as the first version made it: the events alone
     store = UsageStore(tmp_path / "usage.duckdb")
     _figures_match(usage(store, weeks=6, min_installations=5, today=TODAY),
                    expected(records, 6, 5))
     assert store.load_file(tmp_path / "forwarded.jsonl") == 0
+    # A rollup made before it had a table of components of its own.
+    store.db.execute("DROP TABLE weekly_components")
+    store.close()
+    store = UsageStore(tmp_path / "usage.duckdb")
+    _figures_match(usage(store, weeks=6, min_installations=5, today=TODAY),
+                   expected(records, 6, 5))
 
 
 def test_the_threshold_hides_a_component_at_k_minus_one_and_shows_it_at_k(
