@@ -12,10 +12,11 @@ events), `weekly_components` (each installation once a week for each component i
 `weekly_sessions` (each session once a week), which the report reads: several times smaller
 than the events (docs/insight.md has the figures). `rolled_up` says up to which row the
 rollup holds the events; a file load brings it up to date, `consume` every ROLL_UP_EVERY
-records, and the report always before it counts. A line
-without its newline (the sink is writing it) is left for the next load. A file that was rotated
-(another inode) or truncated (shorter than what was read) is read from its start again; the
-event_id keeps what was loaded before from counting twice.
+records, and the report always before it counts.
+
+A line without its newline (the sink is writing it) is left for the next load. A file that was
+rotated (another inode) or truncated (shorter than what was read) is read from its start again;
+the event_id keeps what was loaded before from counting twice.
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ _WEEK_OF = """CREATE OR REPLACE TEMP MACRO week_of(ns) AS
 
 # Events are only appended, by one writer at a time: the rows not yet rolled up are those from
 # `rolled_up.next_row` ($start) to the last ($end). A key's count grows where the key is there
-# already, and the key is added where not. Both rollups are written in week order, so that a
-# rollup of recent records reads only the row groups of their weeks ($since: the first of them).
+# already, and the key is added where not. New rows go in in week order, so that a rollup of
+# recent records reads mostly the row groups of their own weeks ($since: the first of them).
 _FRESH = """CREATE OR REPLACE TEMP TABLE fresh AS
     SELECT week_of(timestamp_ns) AS week, installation_id, component_id, component_type,
            event_type, version, count(*) AS events
