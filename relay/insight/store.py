@@ -132,12 +132,13 @@ ROLL_UP_EVERY = 50_000  # records of `consume`: a rollup costs about as much for
 
 
 @contextmanager
-def opened(path: Path, read_only: bool = False, wait: float = 60.0) -> Iterator[UsageStore]:
+def opened(path: Path, wait: float = 60.0) -> Iterator[UsageStore]:
     """The store at `path`, held by this process alone while the block runs.
 
     DuckDB lets one process open a file for writing, and no other process open it at all
     meanwhile: the relay's workers, `report` and `consume` take turns through a lock file
-    beside it, each holding the store only for one load or one report.
+    beside it, each holding the store only for one load or one report (`consume`: a turn of
+    batches of up to a second).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a+b") as lock:
@@ -151,7 +152,7 @@ def opened(path: Path, read_only: bool = False, wait: float = 60.0) -> Iterator[
                     raise TimeoutError(f"the usage store {path} stayed busy for {wait:g} s "
                                        "(another report or consume holds it)") from None
                 time.sleep(0.05)
-        store = UsageStore(path, read_only=read_only)
+        store = UsageStore(path)
         try:
             yield store
         finally:
@@ -160,23 +161,20 @@ def opened(path: Path, read_only: bool = False, wait: float = 60.0) -> Iterator[
 
 
 class UsageStore:
-    """One DuckDB file; `read_only` for a reader beside the one writer."""
+    """One DuckDB file, open for writing: even the report writes, since it rolls up first."""
 
-    def __init__(self, path: Path, read_only: bool = False) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        if not read_only:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = duckdb.connect(str(path), read_only=read_only)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = duckdb.connect(str(path))
         self.db.execute("SET enable_progress_bar = false")  # no output of its own
         self.db.execute(_WEEK_OF)
-        if not read_only:
-            had = {t for (t,) in self.db.execute("SELECT table_name FROM duckdb_tables()"
-                                                 ).fetchall()}
-            self.db.execute(SCHEMA)  # a store made before the rollup gets it, from row 0
-            if "weekly" in had and "weekly_components" not in had:
-                # made when the rollup had no table of its own for components
-                self.db.execute("INSERT INTO weekly_components SELECT DISTINCT week, "
-                                "component_id, component_type, installation_id FROM weekly")
+        had = {t for (t,) in self.db.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        self.db.execute(SCHEMA)  # a store made before the rollup gets it, from row 0
+        if "weekly" in had and "weekly_components" not in had:
+            # made when the rollup had no table of its own for components
+            self.db.execute("INSERT INTO weekly_components SELECT DISTINCT week, component_id, "
+                            "component_type, installation_id FROM weekly")
 
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM events").fetchone()[0]
