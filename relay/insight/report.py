@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from .store import UsageStore
+from .store import UsageStore, bind
 
 DEFAULT_K = 10
 DEFAULT_WEEKS = 12
@@ -67,8 +67,7 @@ _QUERIES = {
 
 def _run_all(store: UsageStore, params: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
     def run(sql: str) -> list[tuple[Any, ...]]:
-        return store.db.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql}
-                                ).fetchall()
+        return store.db.execute(sql, bind(sql, params)).fetchall()
 
     for sql in _THIS_WEEK:
         run(sql)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import duckdb
 
@@ -232,15 +232,10 @@ class UsageStore:
 
     def _insert(self, jsonl: str, also: tuple[str, list[object]] | None = None) -> int:
         """The records of a JSONL file, and `also`, in one transaction: both or neither."""
-        self.db.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction():
             added = self.db.execute(_INSERT, [jsonl]).fetchone()[0]
             if also:
                 self.db.execute(*also)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         return added
 
     def roll_up(self, at_least: int = 1) -> int:
@@ -250,21 +245,32 @@ class UsageStore:
         end = self.db.execute("SELECT coalesce(max(rowid) + 1, 0) FROM events").fetchone()[0]
         if end - start < at_least:
             return 0
-        self.db.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction():
             self.db.execute(_FRESH, {"start": start, "end": end})
             since = self.db.execute("SELECT min(week) FROM fresh").fetchone()[0]
-            values = {"start": start, "end": end, "since": since}
             for sql in _ROLL_UP:
-                self.db.execute(sql, {k: v for k, v in values.items() if f"${k}" in sql})
+                self.db.execute(sql, bind(sql, {"start": start, "end": end, "since": since}))
+        return end - start
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Every statement of the block, or none."""
+        self.db.execute("BEGIN TRANSACTION")
+        try:
+            yield
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        return end - start
 
     def close(self) -> None:
         self.db.close()
+
+
+def bind(sql: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The values that `sql` names as $name: DuckDB refuses a value the statement does not use.
+    (No name may begin another one, as $week would begin $week_ns.)"""
+    return {k: v for k, v in values.items() if f"${k}" in sql}
 
 
 def _end_of_last_line(f: BinaryIO, start: int, size: int, chunk: int = 1 << 16) -> int:
